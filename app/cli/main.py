@@ -1,0 +1,32 @@
+"""The root of the `mentorship` command: each command group lives in a module of its own."""
+
+from __future__ import annotations
+
+import typer
+
+from app.cli.common import DbOption, engine_for
+from core.db import init_db
+
+cli = typer.Typer(
+    name="mentorship",
+    help="Attendance Desk: attendance decided by people, the automated damage audited and reverted.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@cli.command()
+def init(db: DbOption = None) -> None:
+    """Create the database or bring it to the newest schema (safe to run again)."""
+    engine = engine_for(db)
+    init_db(engine)
+    typer.echo(f"database ready: {engine.url.render_as_string()}")
+
+
+# Each module below holds plain functions (or a Typer group); this is the one list of commands.
+# (Registrations are added here, one line per command or group.)
+
+
+def main() -> None:
+    cli()

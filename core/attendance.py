@@ -1,0 +1,240 @@
+"""Marking attendance: the only way an absence comes to be, and only by a person.
+
+Each function is one user action: the caller wraps it in one transaction (`with factory.begin() as s:`);
+it writes under one operation id, records every change in the audit log, and raises a `DomainError`
+(having written nothing) when the action is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from core.audit import Actor, Operation, record
+from core.config import Policy
+from core.discipline import Consequences, lock_mentee, plan_policy, write_plan
+from core.errors import AlreadyMarked, InvalidAction, InvalidInput, NotAllowed, NotFound
+from core.models import ActorKind, Booking, BookingStatus, Mentee
+from core.policy import CountedAbsence
+
+
+@dataclass(frozen=True)
+class MarkResult:
+    booking_id: int
+    attended: bool | None
+    attendance_marked_by: ActorKind | None
+    operation_id: str | None
+    consequences: Consequences = field(default_factory=Consequences)
+
+
+@dataclass(frozen=True)
+class NoShowPreview:
+    """What marking this booking no-show would cause, computed without writing anything."""
+
+    booking_id: int
+    mentee_id: int
+    mentee_name: str
+    warning: bool
+    reprobation: bool
+    bookings_cancelled: int
+    consequences: Consequences
+
+    @property
+    def message(self) -> str:
+        if self.reprobation:
+            n = self.bookings_cancelled
+            return f"{self.mentee_name} will be reprobated and {n} future session{'s' if n != 1 else ''} cancelled"
+        if self.warning:
+            return f"a warning to {self.mentee_name}"
+        return f"no warning or reprobation for {self.mentee_name}"
+
+
+def _describe(booking: Booking) -> str:
+    if booking.attended is None:
+        return "pending"
+    mark = "attended" if booking.attended else "no-show"
+    by = booking.attendance_marked_by.value if booking.attendance_marked_by else "no one recorded"
+    name = f" {booking.attendance_marked_by_name}" if booking.attendance_marked_by_name else ""
+    return f"{mark} (marked by {by}{name})"
+
+
+def _state(booking: Booking) -> dict[str, Any]:
+    return {
+        "attended": booking.attended,
+        "attendance_marked_by": booking.attendance_marked_by.value if booking.attendance_marked_by else None,
+        "attendance_marked_by_name": booking.attendance_marked_by_name,
+        "attendance_marked_at": booking.attendance_marked_at.isoformat() if booking.attendance_marked_at else None,
+    }
+
+
+def _check_actor(booking_id: int, actor: Actor, reason: str | None) -> None:
+    if not actor.is_person:
+        raise NotAllowed(
+            f"booking {booking_id}: only a mentor or an admin may decide attendance, not {actor.kind.value}"
+        )
+    if actor.kind is ActorKind.ADMIN and not (reason and reason.strip()):
+        raise InvalidInput(f"booking {booking_id}: an admin acting for a mentor must give a reason")
+
+
+def _load_locked(session: Session, booking_id: int, actor: Actor, now: datetime) -> tuple[Booking, Mentee]:
+    """The booking, after taking its mentee's lock and re-reading it, checked against the actor."""
+    if now.tzinfo is None:
+        raise InvalidInput("now must be timezone-aware")
+    mentee_id = session.scalar(sa.select(Booking.mentee_id).where(Booking.id == booking_id))
+    if mentee_id is None:
+        raise NotFound(f"booking {booking_id} does not exist")
+    mentee = lock_mentee(session, mentee_id)
+    assert mentee is not None  # a booking's mentee is a foreign key
+    booking = session.scalars(
+        sa.select(Booking).where(Booking.id == booking_id).execution_options(populate_existing=True)
+    ).one()
+    if actor.kind is ActorKind.MENTOR and booking.mentor_id != actor.mentor_id:
+        raise NotAllowed(f"booking {booking_id} is not one of your sessions")
+    return booking, mentee
+
+
+def _check_markable(booking: Booking, now: datetime) -> None:
+    if booking.status is BookingStatus.CANCELLED:
+        raise InvalidAction(f"booking {booking.id} was cancelled; a cancelled session cannot be marked")
+    if booking.end_time > now:
+        raise InvalidAction(
+            f"booking {booking.id} has not ended yet (it ends {booking.end_time:%Y-%m-%d %H:%M} UTC); "
+            "only past sessions can be marked"
+        )
+    if booking.attended is not None:
+        raise AlreadyMarked(f"booking {booking.id} is already marked {_describe(booking)}; reset it first")
+
+
+def _mark(
+    session: Session,
+    booking_id: int,
+    attended: bool,
+    *,
+    actor: Actor,
+    now: datetime,
+    policy: Policy,
+    reason: str | None,
+) -> MarkResult:
+    _check_actor(booking_id, actor, reason)
+    booking, _ = _load_locked(session, booking_id, actor, now)
+    _check_markable(booking, now)
+    op = Operation(actor, now, reason)
+    before = _state(booking)
+    booking.attended = attended
+    booking.attendance_marked_by = actor.kind
+    booking.attendance_marked_by_name = actor.name
+    booking.attendance_marked_at = now
+    booking.attendance_reverted_at = None
+    record(session, op, "attendance.mark", "booking", booking.id, before, _state(booking))
+    session.flush()
+    consequences = Consequences()
+    if not attended:
+        plan = plan_policy(session, booking.mentee_id, policy, now)
+        consequences = write_plan(session, plan, op)
+    return MarkResult(booking.id, attended, actor.kind, op.id, consequences)
+
+
+def mark_attended(
+    session: Session,
+    booking_id: int,
+    *,
+    actor: Actor,
+    now: datetime,
+    policy: Policy,
+    reason: str | None = None,
+) -> MarkResult:
+    """Mark a pending past booking attended. Attendance changes no discipline."""
+    return _mark(session, booking_id, True, actor=actor, now=now, policy=policy, reason=reason)
+
+
+def mark_no_show(
+    session: Session,
+    booking_id: int,
+    *,
+    actor: Actor,
+    now: datetime,
+    policy: Policy,
+    reason: str | None = None,
+) -> MarkResult:
+    """Mark a pending past booking no-show (a counted absence) and apply the policy to its mentee."""
+    return _mark(session, booking_id, False, actor=actor, now=now, policy=policy, reason=reason)
+
+
+def reset_attendance(
+    session: Session,
+    booking_id: int,
+    *,
+    actor: Actor,
+    now: datetime,
+    policy: Policy,
+    reason: str | None = None,
+) -> MarkResult:
+    """Send a marked booking back to pending and withdraw what rested on it.
+
+    A mentor resets only marks made by a mentor on their own sessions; an admin may reset any mark
+    (with a reason). Re-applying the policy revokes warnings and lifts a reprobation that no longer hold.
+    """
+    _check_actor(booking_id, actor, reason)
+    booking, _ = _load_locked(session, booking_id, actor, now)
+    if booking.attended is None:
+        raise InvalidAction(f"booking {booking_id} is pending; there is no mark to reset")
+    if actor.kind is ActorKind.MENTOR and booking.attendance_marked_by is not ActorKind.MENTOR:
+        raise NotAllowed(f"booking {booking_id} is marked {_describe(booking)}; only an admin can reset that mark")
+    was_counted = booking.attended is False and booking.attendance_marked_by in (
+        ActorKind.MENTOR,
+        ActorKind.ADMIN,
+    )
+    op = Operation(actor, now, reason)
+    before = _state(booking)
+    booking.attended = None
+    booking.attendance_marked_by = None
+    booking.attendance_marked_by_name = None
+    booking.attendance_marked_at = None
+    record(session, op, "attendance.reset", "booking", booking.id, before, _state(booking))
+    session.flush()
+    consequences = Consequences()
+    if was_counted:
+        consequences = write_plan(session, plan_policy(session, booking.mentee_id, policy, now), op)
+    return MarkResult(booking.id, None, None, op.id, consequences)
+
+
+def preview_no_show(session: Session, booking_id: int, *, actor: Actor, now: datetime, policy: Policy) -> NoShowPreview:
+    """What `mark_no_show` would cause now, with the same checks, writing nothing."""
+    if now.tzinfo is None:
+        raise InvalidInput("now must be timezone-aware")
+    booking = session.get(Booking, booking_id)
+    if booking is None:
+        raise NotFound(f"booking {booking_id} does not exist")
+    if actor.kind is ActorKind.MENTOR and booking.mentor_id != actor.mentor_id:
+        raise NotAllowed(f"booking {booking_id} is not one of your sessions")
+    if not actor.is_person:
+        raise NotAllowed(
+            f"booking {booking_id}: only a mentor or an admin may decide attendance, not {actor.kind.value}"
+        )
+    _check_markable(booking, now)
+    plan = plan_policy(
+        session, booking.mentee_id, policy, now, extra_absence=CountedAbsence(booking.id, booking.start_time)
+    )
+    mentee = session.get_one(Mentee, booking.mentee_id)
+    consequences = Consequences(
+        warnings_issued=list(plan.issue_warnings),
+        warnings_revoked=list(plan.revoke_warnings),
+        reprobations_issued=[plan.issue_reprobation] if plan.issue_reprobation is not None else [],
+        reprobations_lifted=[plan.lift_reprobation] if plan.lift_reprobation is not None else [],
+        bookings_cancelled=list(plan.cancel_bookings),
+        bookings_restored=list(plan.restore_bookings),
+        conflicts=list(plan.conflicts),
+    )
+    return NoShowPreview(
+        booking.id,
+        mentee.id,
+        mentee.name,
+        warning=booking.id in plan.issue_warnings,
+        reprobation=plan.issue_reprobation is not None,
+        bookings_cancelled=len(plan.cancel_bookings),
+        consequences=consequences,
+    )

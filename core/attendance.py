@@ -224,7 +224,7 @@ def preview_no_show(session: Session, booking_id: int, *, actor: Actor, now: dat
         warnings_issued=list(plan.issue_warnings),
         warnings_revoked=list(plan.revoke_warnings),
         reprobations_issued=[plan.issue_reprobation] if plan.issue_reprobation is not None else [],
-        reprobations_lifted=[plan.lift_reprobation] if plan.lift_reprobation is not None else [],
+        reprobations_lifted=list(plan.lift_reprobations),
         bookings_cancelled=list(plan.cancel_bookings),
         bookings_restored=list(plan.restore_bookings),
         conflicts=list(plan.conflicts),

@@ -45,14 +45,14 @@ class PolicyPlan:
     issue_warnings: tuple[int, ...] = ()  # cause booking ids
     revoke_warnings: tuple[int, ...] = ()  # warning ids
     issue_reprobation: int | None = None  # cause booking id
-    lift_reprobation: int | None = None  # reprobation id
+    lift_reprobations: tuple[int, ...] = ()  # reprobation ids
     cancel_bookings: tuple[int, ...] = ()
     restore_bookings: tuple[int, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not (self.issue_warnings or self.revoke_warnings or self.issue_reprobation or self.lift_reprobation)
+        return not (self.issue_warnings or self.revoke_warnings or self.issue_reprobation or self.lift_reprobations)
 
 
 @dataclass
@@ -141,26 +141,26 @@ def plan_policy(
     )
     issue = tuple(sorted(decision.warning_causes - warned_causes))
 
-    active = session.execute(
-        sa.select(Reprobation.id, Reprobation.booking_id, Reprobation.issued_by).where(
-            Reprobation.mentee_id == mentee_id, Reprobation.lifted_at.is_(None)
-        )
-    ).first()
-    lift: int | None = None
-    issue_reprobation: int | None = None
-    if active is not None:
-        active_id, active_cause, active_by = active
-        still_holds = decision.reprobated and active_cause in counted
-        if not still_holds and not (protect_person_issued and active_by in PERSON_KINDS):
-            lift = active_id
-            issue_reprobation = decision.reprobation_cause
-    else:
-        issue_reprobation = decision.reprobation_cause
+    # Imported history may hold more than one active reprobation: keep at most one that still holds.
+    active_reprobations = session.execute(
+        sa.select(Reprobation.id, Reprobation.booking_id, Reprobation.issued_by)
+        .where(Reprobation.mentee_id == mentee_id, Reprobation.lifted_at.is_(None))
+        .order_by(Reprobation.issued_at, Reprobation.id)
+    ).all()
+    kept: int | None = None
+    lift: list[int] = []
+    for reprobation_id, cause, issued_by in active_reprobations:
+        holds = decision.reprobated and cause in counted and kept is None
+        if holds or (protect_person_issued and issued_by in PERSON_KINDS):
+            kept = reprobation_id if kept is None else kept
+        else:
+            lift.append(reprobation_id)
+    issue_reprobation = decision.reprobation_cause if kept is None else None
 
     restore: tuple[int, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
-    if lift is not None:
-        restore, conflicts = _restorable(session, [lift], now)
+    if lift:
+        restore, conflicts = _restorable(session, lift, now)
     cancel: tuple[int, ...] = ()
     if issue_reprobation is not None:
         cancel = tuple(
@@ -175,7 +175,7 @@ def plan_policy(
             )
         )
         cancel = tuple(sorted({*cancel, *restore}))
-    return PolicyPlan(mentee_id, issue, revoke, issue_reprobation, lift, cancel, restore, conflicts)
+    return PolicyPlan(mentee_id, issue, revoke, issue_reprobation, tuple(lift), cancel, restore, conflicts)
 
 
 def _restorable(
@@ -263,8 +263,8 @@ def write_plan(session: Session, plan: PolicyPlan, op: Operation) -> Consequence
             {"mentee_id": plan.mentee_id, "booking_id": cause},
         )
         done.warnings_issued.append(warning.id)
-    if plan.lift_reprobation is not None:
-        reprobation = session.get_one(Reprobation, plan.lift_reprobation)
+    for reprobation_id in plan.lift_reprobations:
+        reprobation = session.get_one(Reprobation, reprobation_id)
         reprobation.lifted_at, reprobation.lifted_by = op.now, actor.kind
         reprobation.lifted_by_name = actor.name
         record(
@@ -277,17 +277,13 @@ def write_plan(session: Session, plan: PolicyPlan, op: Operation) -> Consequence
             {"lifted_at": op.now.isoformat()},
         )
         done.reprobations_lifted.append(reprobation.id)
-        for booking_id in plan.restore_bookings:
-            booking = session.get_one(Booking, booking_id)
-            before = _booking_state(booking)
-            booking.status = BookingStatus.SCHEDULED
-            booking.restored_at, booking.restored_by, booking.restored_by_name = (
-                op.now,
-                actor.kind,
-                actor.name,
-            )
-            record(session, op, "booking.restore", "booking", booking_id, before, _booking_state(booking))
-            done.bookings_restored.append(booking_id)
+    for booking_id in plan.restore_bookings:
+        booking = session.get_one(Booking, booking_id)
+        before = _booking_state(booking)
+        booking.status = BookingStatus.SCHEDULED
+        booking.restored_at, booking.restored_by, booking.restored_by_name = op.now, actor.kind, actor.name
+        record(session, op, "booking.restore", "booking", booking_id, before, _booking_state(booking))
+        done.bookings_restored.append(booking_id)
     if plan.issue_reprobation is not None:
         reprobation = Reprobation(
             mentee_id=plan.mentee_id,

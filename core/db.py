@@ -67,11 +67,26 @@ def _configure_sqlite(engine: sa.Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: sa.Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A reader takes no lock (WAL lets it read while a writer writes); a transaction that may write takes
+        # the write lock up front.
+        if connection.get_execution_options().get(_READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+_READ_ONLY = "attendance_desk_read_only"
 
 
 def make_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    """Sessions for user actions: the caller opens one transaction per action (`factory.begin()`)."""
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def make_read_session_factory(engine: sa.Engine) -> sessionmaker[Session]:
+    """Sessions for reading what a page or report shows. On SQLite they start a deferred transaction, so a
+    long read (analytics over a million bookings) never holds the write lock that a mentor's mark waits for."""
+    return sessionmaker(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
 
 
 def alembic_config(engine: sa.Engine) -> Config:

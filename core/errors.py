@@ -23,3 +23,13 @@ class AlreadyMarked(InvalidAction):
 
 class InvalidInput(DomainError):
     """Bad input from a user or a file; the message names what and where."""
+
+
+def database_unavailable(error: Exception) -> str:
+    """What to tell a user when the database failed mid-action (connection lost, deadlock, lock timeout).
+
+    The action's transaction was rolled back whole, so nothing was saved and doing it again is safe.
+    """
+    cause = str(getattr(error, "orig", error)).strip().splitlines()
+    detail = f" ({cause[0]})" if cause else ""
+    return f"the database did not complete the action{detail}; nothing was saved, try again"

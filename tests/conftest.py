@@ -15,6 +15,24 @@ from tests.databases import BACKENDS, empty_tables, migrated_engine
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
+_HASHES: dict[str, str] = {}
+
+
+@pytest.fixture
+def one_hash_per_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """bcrypt is slow on purpose: each password is hashed for real once per run, then reused."""
+    import core.users
+
+    real = core.users._bcrypt
+
+    def cached(password: str) -> str:
+        if password not in _HASHES:
+            _HASHES[password] = real(password)
+        return _HASHES[password]
+
+    monkeypatch.setattr(core.users, "_bcrypt", cached)
+
+
 @pytest.fixture
 def now() -> datetime:
     return NOW

@@ -77,12 +77,21 @@ TABLES = ("notifications", "warnings", "audit_log", "users", "bookings", "reprob
 
 
 def empty_tables(engine: sa.Engine) -> None:
-    """Empty every table between tests. TRUNCATE does not fire the audit log's append-only triggers."""
+    """Empty every table between tests: DELETE is far quicker than TRUNCATE on tables this small.
+
+    The audit log's append-only trigger is switched off for this one statement only: on PostgreSQL by
+    session_replication_role (the test user is a superuser), on MariaDB by TRUNCATE, which fires no trigger.
+    """
     with engine.begin() as connection:
         if engine.dialect.name == "postgresql":
-            connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+            connection.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            for table in TABLES:
+                connection.exec_driver_sql(f"DELETE FROM {table}")
         else:
             connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 0")
             for table in TABLES:
-                connection.exec_driver_sql(f"TRUNCATE TABLE {table}")
+                if table == "audit_log":
+                    connection.exec_driver_sql("TRUNCATE TABLE audit_log")
+                else:
+                    connection.exec_driver_sql(f"DELETE FROM {table}")
             connection.exec_driver_sql("SET FOREIGN_KEY_CHECKS = 1")

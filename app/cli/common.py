@@ -17,8 +17,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Policy as Policy
 from core.config import db_url_from_env, policy_from_env
-from core.db import make_engine, make_session_factory, schema_is_current
-from core.errors import DomainError
+from core.db import make_engine, make_read_session_factory, make_session_factory, schema_is_current
+from core.errors import DomainError, database_unavailable
 
 DbOption = Annotated[
     str | None,
@@ -39,11 +39,14 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 @contextmanager
 def refusals() -> Iterator[None]:
-    """Turn the core's refusals into one line on stderr and exit code 1."""
+    """Turn the core's refusals (and a database failure mid-action) into one line on stderr and exit code 1."""
     try:
         yield
     except DomainError as error:
         fail(str(error))
+    except sa.exc.OperationalError as error:
+        # A dropped connection, a deadlock or a lock timeout: the transaction was rolled back whole.
+        fail(database_unavailable(error))
 
 
 def engine_for(db: str | None) -> sa.Engine:
@@ -51,8 +54,11 @@ def engine_for(db: str | None) -> sa.Engine:
         return make_engine(db or db_url_from_env())
 
 
-def open_db(db: str | None) -> sessionmaker[Session]:
-    """A session factory on an initialised database; refuses one that `mentorship init` has not prepared."""
+def open_db(db: str | None, *, read_only: bool = False) -> sessionmaker[Session]:
+    """A session factory on an initialised database; refuses one that `mentorship init` has not prepared.
+
+    `read_only` sessions never take SQLite's write lock, so a long report does not hold up the app's marks.
+    """
     engine = engine_for(db)
     try:
         current = schema_is_current(engine)
@@ -62,7 +68,7 @@ def open_db(db: str | None) -> sessionmaker[Session]:
         fail(
             f"the database {engine.url.render_as_string()} is not initialised or is out of date: run `mentorship init`"
         )
-    return make_session_factory(engine)
+    return make_read_session_factory(engine) if read_only else make_session_factory(engine)
 
 
 def policy() -> Policy:

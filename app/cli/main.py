@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from app.cli import attendance, demo, misfire, notify, stats, transfer, users
 from app.cli.common import DbOption, engine_for
 from core.db import init_db
 
@@ -24,8 +25,17 @@ def init(db: DbOption = None) -> None:
     typer.echo(f"database ready: {engine.url.render_as_string()}")
 
 
-# Each module below holds plain functions (or a Typer group); this is the one list of commands.
-# (Registrations are added here, one line per command or group.)
+# The one list of commands: each module holds plain functions (or a Typer group).
+cli.command("pending")(attendance.pending)
+cli.command("mark")(attendance.mark)
+cli.add_typer(users.app, name="users")
+cli.command("demo")(demo.demo)
+cli.add_typer(misfire.app, name="misfire")
+cli.command("import")(transfer.import_)
+cli.command("export")(transfer.export)
+cli.command("stats")(stats.stats)
+cli.command("notify")(notify.notify)
+cli.command("remind")(notify.remind)
 
 
 def main() -> None:

@@ -133,7 +133,7 @@ def _mark(
     session.flush()
     consequences = Consequences()
     if not attended:
-        plan = plan_policy(session, booking.mentee_id, policy, now)
+        plan = plan_policy(session, booking.mentee_id, policy, now, for_update=True)
         consequences = write_plan(session, plan, op)
     return MarkResult(booking.id, attended, actor.kind, op.id, consequences)
 
@@ -198,7 +198,8 @@ def reset_attendance(
     session.flush()
     consequences = Consequences()
     if was_counted:
-        consequences = write_plan(session, plan_policy(session, booking.mentee_id, policy, now), op)
+        plan = plan_policy(session, booking.mentee_id, policy, now, for_update=True)
+        consequences = write_plan(session, plan, op)
     return MarkResult(booking.id, None, None, op.id, consequences)
 
 

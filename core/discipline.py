@@ -6,7 +6,8 @@ operation. Running `apply_policy` twice changes nothing the second time.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -17,10 +18,22 @@ from sqlalchemy.orm import Session, aliased
 
 from core.audit import Operation, record
 from core.config import Policy
-from core.models import PERSON_KINDS, Booking, BookingStatus, Mentee, Mentor, Reprobation, Warning
+from core.models import (
+    PERSON_KINDS,
+    ActorKind,
+    AuditEntry,
+    Booking,
+    BookingStatus,
+    Mentee,
+    Mentor,
+    Reprobation,
+    Warning,
+)
+from core.notifications import queue_consequence_notices
 from core.policy import CountedAbsence, decide
 
 CANCELLED_BY_REPROBATION = "reprobation"
+LOCK_CHUNK = 5000  # ids per statement, well under SQLite's bound-parameter limit
 
 
 class ConflictReason(StrEnum):
@@ -104,6 +117,43 @@ def lock_mentee(session: Session, mentee_id: int) -> Mentee | None:
     )
 
 
+def lock_future_slots(session: Session, mentee_ids: Iterable[int], now: datetime) -> None:
+    """Lock the mentees' future bookings and every booking of the same mentor that overlaps one of them.
+
+    Take it after the mentee locks and before writing any future booking. Restoring a session takes its slot
+    in the mentor's calendar, which another mentee's action may be restoring into at the same moment: with
+    these rows locked, the two slot checks run one after the other. Every lock is taken in one pass in
+    ascending id order, so two such actions never wait for each other in a cycle. (Not the mentor's row: on
+    MariaDB every write of a booking takes a shared lock on its mentor through the foreign key.)
+    """
+    mine = aliased(Booking)
+    wanted = sorted(set(mentee_ids))
+    in_play: set[int] = set()
+    for start in range(0, len(wanted), LOCK_CHUNK):
+        # Driven by the mentees' own future bookings, each probing its mentor's calendar around it
+        # (ix_bookings_mentor_calendar): an EXISTS tested on every booking would read the whole table.
+        overlapping_one_of_mine = sa.and_(
+            mine.mentor_id == Booking.mentor_id,
+            mine.start_time < Booking.end_time,
+            mine.end_time > Booking.start_time,
+        )
+        in_play.update(
+            session.scalars(
+                sa.select(Booking.id)
+                .join(mine, overlapping_one_of_mine)
+                .where(mine.mentee_id.in_(wanted[start : start + LOCK_CHUNK]), mine.start_time > now)
+            )
+        )
+    ordered = sorted(in_play)
+    for start in range(0, len(ordered), LOCK_CHUNK):
+        session.execute(
+            sa.select(Booking.id)
+            .where(Booking.id.in_(ordered[start : start + LOCK_CHUNK]))
+            .order_by(Booking.id)
+            .with_for_update(key_share=True)
+        )
+
+
 def plan_policy(
     session: Session,
     mentee_id: int,
@@ -113,54 +163,40 @@ def plan_policy(
     extra_absence: CountedAbsence | None = None,
     without_absence: int | None = None,
     protect_person_issued: bool = False,
+    for_update: bool = False,
 ) -> PolicyPlan:
     """Read the mentee's counted absences and discipline and return the difference (writes nothing).
 
     `extra_absence` / `without_absence` answer "what if": a no-show about to be marked, a mark about to be
     reset. With `protect_person_issued`, warnings and reprobations issued by a person are left as they are
-    (a revert of automated damage never touches a human decision).
+    (a revert of automated damage never touches a human decision). Pass `for_update` when the plan is to be
+    written: a plan that restores or cancels bookings then locks them first (`lock_future_slots`).
     """
     absences = [CountedAbsence(i, t) for i, t in session.execute(counted_absences_query(mentee_id))]
     if without_absence is not None:
         absences = [a for a in absences if a.booking_id != without_absence]
     if extra_absence is not None:
         absences.append(extra_absence)
-    decision = decide(absences, policy)
-    counted = {a.booking_id for a in absences}
-
     active_warnings = session.execute(
         sa.select(Warning.id, Warning.booking_id, Warning.issued_by).where(
             Warning.mentee_id == mentee_id, Warning.revoked_at.is_(None)
         )
     ).all()
-    warned_causes = {cause for _, cause, _ in active_warnings}
-    revoke = tuple(
-        wid
-        for wid, cause, issued_by in active_warnings
-        if cause not in decision.warning_causes and not (protect_person_issued and issued_by in PERSON_KINDS)
-    )
-    issue = tuple(sorted(decision.warning_causes - warned_causes))
-
-    # Imported history may hold more than one active reprobation: keep at most one that still holds.
     active_reprobations = session.execute(
         sa.select(Reprobation.id, Reprobation.booking_id, Reprobation.issued_by)
         .where(Reprobation.mentee_id == mentee_id, Reprobation.lifted_at.is_(None))
         .order_by(Reprobation.issued_at, Reprobation.id)
     ).all()
-    kept: int | None = None
-    lift: list[int] = []
-    for reprobation_id, cause, issued_by in active_reprobations:
-        holds = decision.reprobated and cause in counted and kept is None
-        if holds or (protect_person_issued and issued_by in PERSON_KINDS):
-            kept = reprobation_id if kept is None else kept
-        else:
-            lift.append(reprobation_id)
-    issue_reprobation = decision.reprobation_cause if kept is None else None
+    issue, revoke, issue_reprobation, lift = _compare(
+        absences, active_warnings, active_reprobations, policy, protect_person_issued
+    )
 
+    if for_update and (lift or issue_reprobation is not None):
+        lock_future_slots(session, [mentee_id], now)
     restore: tuple[int, ...] = ()
     conflicts: tuple[Conflict, ...] = ()
     if lift:
-        restore, conflicts = _restorable(session, lift, now)
+        restore, conflicts = restorable_bookings(session, lift, now)
     cancel: tuple[int, ...] = ()
     if issue_reprobation is not None:
         cancel = tuple(
@@ -178,10 +214,141 @@ def plan_policy(
     return PolicyPlan(mentee_id, issue, revoke, issue_reprobation, tuple(lift), cancel, restore, conflicts)
 
 
-def _restorable(
+# (id, cause booking id, issued by) of an active warning or reprobation
+_Issued = tuple[int, int, ActorKind | None]
+
+
+def _compare(
+    absences: list[CountedAbsence],
+    active_warnings: Sequence[_Issued],
+    active_reprobations: Sequence[_Issued],
+    policy: Policy,
+    protect_person_issued: bool,
+) -> tuple[tuple[int, ...], tuple[int, ...], int | None, list[int]]:
+    """What a mentee should have against what they have: (warnings to issue by cause, warnings to revoke,
+    the cause of a reprobation to issue, reprobations to lift). Active reprobations come oldest first."""
+    decision = decide(absences, policy)
+    counted = {a.booking_id for a in absences}
+    warned_causes = {cause for _, cause, _ in active_warnings}
+    revoke = tuple(
+        wid
+        for wid, cause, issued_by in active_warnings
+        if cause not in decision.warning_causes and not (protect_person_issued and issued_by in PERSON_KINDS)
+    )
+    issue = tuple(sorted(decision.warning_causes - warned_causes))
+
+    # Imported history may hold more than one active reprobation: keep at most one that still holds.
+    kept: int | None = None
+    lift: list[int] = []
+    for reprobation_id, cause, issued_by in active_reprobations:
+        holds = decision.reprobated and cause in counted and kept is None
+        if holds or (protect_person_issued and issued_by in PERSON_KINDS):
+            kept = reprobation_id if kept is None else kept
+        else:
+            lift.append(reprobation_id)
+    issue_reprobation = decision.reprobation_cause if kept is None else None
+    return issue, revoke, issue_reprobation, lift
+
+
+def plan_policies(
+    session: Session,
+    mentee_ids: Iterable[int],
+    policy: Policy,
+    now: datetime,
+    *,
+    protect_person_issued: bool = False,
+) -> list[PolicyPlan]:
+    """`plan_policy` for many mentees, in mentee id order: the same plans, read with a few set-based queries
+    per few thousand mentees instead of several queries per mentee. Writes and locks nothing: when the plans
+    are to be written, take the mentees' locks and `lock_future_slots` for all of them first."""
+    plans: list[PolicyPlan] = []
+    wanted = sorted(set(mentee_ids))
+    for start in range(0, len(wanted), LOCK_CHUNK):
+        chunk = wanted[start : start + LOCK_CHUNK]
+        absences: defaultdict[int, list[CountedAbsence]] = defaultdict(list)
+        for mentee_id, booking_id, start_time in session.execute(
+            sa.select(Booking.mentee_id, Booking.id, Booking.start_time).where(
+                Booking.mentee_id.in_(chunk),
+                Booking.attended.is_(False),
+                Booking.attendance_marked_by.in_(PERSON_KINDS),
+            )
+        ):
+            absences[mentee_id].append(CountedAbsence(booking_id, start_time))
+        warnings: defaultdict[int, list[_Issued]] = defaultdict(list)
+        for mentee_id, warning_id, cause, issued_by in session.execute(
+            sa.select(Warning.mentee_id, Warning.id, Warning.booking_id, Warning.issued_by)
+            .where(Warning.mentee_id.in_(chunk), Warning.revoked_at.is_(None))
+            .order_by(Warning.mentee_id, Warning.id)
+        ):
+            warnings[mentee_id].append((warning_id, cause, issued_by))
+        reprobations: defaultdict[int, list[_Issued]] = defaultdict(list)
+        for mentee_id, reprobation_id, cause, issued_by in session.execute(
+            sa.select(Reprobation.mentee_id, Reprobation.id, Reprobation.booking_id, Reprobation.issued_by)
+            .where(Reprobation.mentee_id.in_(chunk), Reprobation.lifted_at.is_(None))
+            .order_by(Reprobation.mentee_id, Reprobation.issued_at, Reprobation.id)
+        ):
+            reprobations[mentee_id].append((reprobation_id, cause, issued_by))
+        compared = {
+            m: _compare(absences[m], warnings[m], reprobations[m], policy, protect_person_issued) for m in chunk
+        }
+        restorable = _restorable_by_mentee(session, [r for *_, lift in compared.values() for r in lift], now)
+        future: defaultdict[int, list[int]] = defaultdict(list)
+        reprobated = [m for m, (_, _, cause, _) in compared.items() if cause is not None]
+        if reprobated:
+            for mentee_id, booking_id in session.execute(
+                sa.select(Booking.mentee_id, Booking.id)
+                .where(
+                    Booking.mentee_id.in_(reprobated),
+                    Booking.status == BookingStatus.SCHEDULED,
+                    Booking.start_time > now,
+                )
+                .order_by(Booking.start_time, Booking.id)
+            ):
+                future[mentee_id].append(booking_id)
+        for m in chunk:
+            issue, revoke, issue_reprobation, lift = compared[m]
+            restore, conflicts = restorable.get(m, ((), ()))
+            cancel = tuple(sorted({*future[m], *restore})) if issue_reprobation is not None else ()
+            plans.append(PolicyPlan(m, issue, revoke, issue_reprobation, tuple(lift), cancel, restore, conflicts))
+    return plans
+
+
+def restorable_bookings(
     session: Session, reprobation_ids: Iterable[int], now: datetime
 ) -> tuple[tuple[int, ...], tuple[Conflict, ...]]:
     """Which bookings cancelled by these reprobations can be restored, and which are in conflict."""
+    restore: list[int] = []
+    conflicts: list[Conflict] = []
+    for booking_id, _, conflict in _restorable_rows(session, list(reprobation_ids), now):
+        if conflict is None:
+            restore.append(booking_id)
+        else:
+            conflicts.append(conflict)
+    return tuple(restore), tuple(conflicts)
+
+
+def _restorable_by_mentee(
+    session: Session, reprobation_ids: Sequence[int], now: datetime
+) -> dict[int, tuple[tuple[int, ...], tuple[Conflict, ...]]]:
+    """`restorable_bookings` of many reprobations at once, by the mentee of each (whose reprobations they are)."""
+    restore: defaultdict[int, list[int]] = defaultdict(list)
+    conflicts: defaultdict[int, list[Conflict]] = defaultdict(list)
+    for start in range(0, len(reprobation_ids), LOCK_CHUNK):
+        for booking_id, mentee_id, conflict in _restorable_rows(
+            session, list(reprobation_ids[start : start + LOCK_CHUNK]), now
+        ):
+            if conflict is None:
+                restore[mentee_id].append(booking_id)
+            else:
+                conflicts[mentee_id].append(conflict)
+    return {m: (tuple(restore[m]), tuple(conflicts[m])) for m in {*restore, *conflicts}}
+
+
+def _restorable_rows(
+    session: Session, reprobation_ids: list[int], now: datetime
+) -> list[tuple[int, int, Conflict | None]]:
+    """(booking id, mentee id, why it cannot be restored or None) of each booking these reprobations
+    cancelled that is still cancelled, in session order."""
     other = aliased(Booking)
     overlapping = (
         sa.select(other.id)
@@ -195,26 +362,33 @@ def _restorable(
         .exists()
     )
     rows = session.execute(
-        sa.select(Booking.id, Booking.start_time, Mentor.active, overlapping)
+        # Only a session still to come needs the slot check (one already begun is in conflict anyway), and
+        # probing the calendar after a long-past session would read the mentor's whole history since.
+        sa.select(
+            Booking.id,
+            Booking.mentee_id,
+            Booking.start_time,
+            Mentor.active,
+            sa.case((Booking.start_time > now, overlapping)),
+        )
         .join(Mentor, Mentor.id == Booking.mentor_id)
         .where(
-            Booking.reprobation_id.in_(list(reprobation_ids)),
+            Booking.reprobation_id.in_(reprobation_ids),
             Booking.status == BookingStatus.CANCELLED,
         )
         .order_by(Booking.start_time, Booking.id)
     ).all()
-    restore: list[int] = []
-    conflicts: list[Conflict] = []
-    for booking_id, start_time, mentor_active, slot_taken in rows:
+    verdicts: list[tuple[int, int, Conflict | None]] = []
+    for booking_id, mentee_id, start_time, mentor_active, slot_taken in rows:
         if start_time <= now:
-            conflicts.append(Conflict(booking_id, ConflictReason.IN_PAST))
+            verdicts.append((booking_id, mentee_id, Conflict(booking_id, ConflictReason.IN_PAST)))
         elif not mentor_active:
-            conflicts.append(Conflict(booking_id, ConflictReason.MENTOR_INACTIVE))
+            verdicts.append((booking_id, mentee_id, Conflict(booking_id, ConflictReason.MENTOR_INACTIVE)))
         elif slot_taken:
-            conflicts.append(Conflict(booking_id, ConflictReason.SLOT_TAKEN))
+            verdicts.append((booking_id, mentee_id, Conflict(booking_id, ConflictReason.SLOT_TAKEN)))
         else:
-            restore.append(booking_id)
-    return tuple(restore), tuple(conflicts)
+            verdicts.append((booking_id, mentee_id, None))
+    return verdicts
 
 
 def _booking_state(b: Booking) -> dict[str, Any]:
@@ -227,7 +401,7 @@ def _booking_state(b: Booking) -> dict[str, Any]:
 
 
 def write_plan(session: Session, plan: PolicyPlan, op: Operation) -> Consequences:
-    """Write a plan made in this transaction (after `lock_mentee`), attributed to `op`."""
+    """Write a plan made in this transaction (after `lock_mentee`, with `for_update`), attributed to `op`."""
     done = Consequences(conflicts=list(plan.conflicts))
     actor = op.actor
     for warning_id in plan.revoke_warnings:
@@ -319,6 +493,104 @@ def write_plan(session: Session, plan: PolicyPlan, op: Operation) -> Consequence
             record(session, op, "booking.cancel", "booking", booking_id, before, _booking_state(booking))
             done.bookings_cancelled.append(booking_id)
     session.flush()
+    # Tell the mentee in this same transaction (the notice is written just before it commits).
+    queue_consequence_notices(session, op, plan.mentee_id, done)
+    return done
+
+
+def write_plans(session: Session, plans: Sequence[PolicyPlan], op: Operation) -> Consequences:
+    """`write_plan` for many mentees' plans, in their order: the same changes, audit entries (in the same order)
+    and notices, with set-based statements. Plans that revoke, lift and restore only (a revert's) are written
+    together; a plan that issues a warning or a reprobation is written by `write_plan` in its turn."""
+    done = Consequences()
+    batch: list[PolicyPlan] = []
+    for plan in plans:
+        if plan.issue_warnings or plan.issue_reprobation is not None:
+            done.merge(_write_withdrawals(session, batch, op))
+            batch = []
+            done.merge(write_plan(session, plan, op))
+        else:
+            batch.append(plan)
+    done.merge(_write_withdrawals(session, batch, op))
+    return done
+
+
+def _write_withdrawals(session: Session, plans: Sequence[PolicyPlan], op: Operation) -> Consequences:
+    """Write plans that only revoke warnings, lift reprobations and restore bookings."""
+    done = Consequences()
+    if not plans:
+        return done
+    actor, at = op.actor, op.now.isoformat()
+    restored = [b for p in plans for b in p.restore_bookings]
+    before: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(restored), LOCK_CHUNK):
+        for booking_id, status, cancelled_by, cancelled_by_name, reprobation_id in session.execute(
+            sa.select(
+                Booking.id, Booking.status, Booking.cancelled_by, Booking.cancelled_by_name, Booking.reprobation_id
+            ).where(Booking.id.in_(restored[start : start + LOCK_CHUNK]))
+        ):
+            before[booking_id] = {
+                "status": status.value,
+                "cancelled_by": cancelled_by.value if cancelled_by else None,
+                "cancelled_by_name": cancelled_by_name,
+                "reprobation_id": reprobation_id,
+            }
+    entries: list[dict[str, Any]] = []
+
+    def entry(action: str, target_type: str, target_id: int, old: Any, new: Any) -> None:
+        entries.append(
+            {
+                "operation_id": op.id,
+                "at": op.now,
+                "actor_kind": actor.kind,
+                "actor_name": actor.name,
+                "action": action,
+                "target_type": target_type,
+                "target_id": target_id,
+                "before": old,
+                "after": new,
+                "reason": op.reason,
+            }
+        )
+
+    for plan in plans:
+        for warning_id in plan.revoke_warnings:
+            entry("warning.revoke", "warning", warning_id, {"revoked_at": None}, {"revoked_at": at})
+        for reprobation_id in plan.lift_reprobations:
+            entry("reprobation.lift", "reprobation", reprobation_id, {"lifted_at": None}, {"lifted_at": at})
+        for booking_id in plan.restore_bookings:
+            state = before[booking_id]
+            entry("booking.restore", "booking", booking_id, state, {**state, "status": BookingStatus.SCHEDULED.value})
+        mine = Consequences(
+            warnings_revoked=list(plan.revoke_warnings),
+            reprobations_lifted=list(plan.lift_reprobations),
+            bookings_restored=list(plan.restore_bookings),
+            conflicts=list(plan.conflicts),
+        )
+        queue_consequence_notices(session, op, plan.mentee_id, mine)
+        done.merge(mine)
+    for start in range(0, len(done.warnings_revoked), LOCK_CHUNK):
+        session.execute(
+            sa.update(Warning)
+            .where(Warning.id.in_(done.warnings_revoked[start : start + LOCK_CHUNK]))
+            .values(revoked_at=op.now, revoked_by=actor.kind, revoked_by_name=actor.name)
+        )
+    for start in range(0, len(done.reprobations_lifted), LOCK_CHUNK):
+        session.execute(
+            sa.update(Reprobation)
+            .where(Reprobation.id.in_(done.reprobations_lifted[start : start + LOCK_CHUNK]))
+            .values(lifted_at=op.now, lifted_by=actor.kind, lifted_by_name=actor.name)
+        )
+    for start in range(0, len(restored), LOCK_CHUNK):
+        session.execute(
+            sa.update(Booking)
+            .where(Booking.id.in_(restored[start : start + LOCK_CHUNK]))
+            .values(
+                status=BookingStatus.SCHEDULED, restored_at=op.now, restored_by=actor.kind, restored_by_name=actor.name
+            )
+        )
+    if entries:
+        session.execute(sa.insert(AuditEntry), entries)
     return done
 
 
@@ -327,5 +599,5 @@ def apply_policy(
 ) -> Consequences:
     """Bring one mentee's warnings, reprobation and bookings in line with the policy. Idempotent."""
     lock_mentee(session, mentee_id)
-    plan = plan_policy(session, mentee_id, policy, op.now, protect_person_issued=protect_person_issued)
+    plan = plan_policy(session, mentee_id, policy, op.now, protect_person_issued=protect_person_issued, for_update=True)
     return write_plan(session, plan, op)

@@ -125,6 +125,11 @@ class Booking(Base):
         sa.Index("ix_bookings_mentor_slot", "mentor_id", "start_time"),
         # The automated damage: absences by attribution.
         sa.Index("ix_bookings_marked_by", "attendance_marked_by", "attended"),
+        # A mentor's bookings that end after a moment, covering an overlap test (migration 0002).
+        sa.Index("ix_bookings_mentor_calendar", "mentor_id", "end_time", "start_time", "status"),
+        # The audit of cancellations, by who cancelled and when, or by when (migration 0002).
+        sa.Index("ix_bookings_cancellations", "cancelled_by", "cancelled_at", "status"),
+        sa.Index("ix_bookings_cancelled_at", "cancelled_at", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

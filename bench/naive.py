@@ -16,6 +16,7 @@ import pandas as pd
 import sqlalchemy as sa
 
 from core import analytics
+from core.models import ActorKind, BookingStatus
 
 PERSON = ("Mentor", "Admin")
 COLUMNS = (
@@ -30,6 +31,8 @@ COLUMNS = (
     "attendance_marked_at",
 )
 TIMES = ("start_time", "end_time", "attendance_marked_at")
+STATUSES = [s.value for s in BookingStatus]
+KINDS = [k.value for k in ActorKind]
 Signature = tuple[Any, ...]
 
 
@@ -43,6 +46,11 @@ def load_bookings(connection: sa.Connection) -> pd.DataFrame:
         for column in TIMES:
             frame[column] = pd.to_datetime(frame[column], format="ISO8601")
         frame["attended"] = frame["attended"].astype("boolean")
+        # Small types: the same values in a third of the memory (fixed categories, so that chunks concatenate).
+        for column in ("id", "mentor_id", "mentee_id"):
+            frame[column] = frame[column].astype("int32")
+        frame["status"] = pd.Categorical(frame["status"], categories=STATUSES)
+        frame["attendance_marked_by"] = pd.Categorical(frame["attendance_marked_by"], categories=KINDS)
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 

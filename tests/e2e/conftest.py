@@ -44,6 +44,9 @@ DOCS_SCREENSHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1400, "height": 1000}
 SERVER_START_SECONDS = 30
 TIMEOUT_MS = 20_000
+# A fresh server's first script run imports pandas, Altair and the pages: on a loaded 2-core CI machine that
+# alone was seen to exceed 20 s, so the first page of a test gets longer.
+FIRST_RUN_TIMEOUT_MS = 60_000
 _FAILED = pytest.StashKey[bool]()  # set on a test's item when its setup or call failed
 
 expect.set_options(timeout=TIMEOUT_MS)
@@ -186,15 +189,21 @@ def app(serve: Callable[..., Server], demo_db: Path) -> Server:
 # --- the browser ----------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
+@pytest.fixture(scope="session", autouse=True)
+def chromium() -> Path:
+    """Debian's Chromium: without it every browser test is skipped (before any app is started), or fails on CI."""
     if not CHROMIUM.exists():
         reason = f"Chromium not found at {CHROMIUM}: `apt-get install -y chromium` (or set MENTORSHIP_CHROMIUM)"
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(reason)
         pytest.skip(reason)
+    return CHROMIUM
+
+
+@pytest.fixture(scope="session")
+def browser(chromium: Path) -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = playwright.chromium.launch(executable_path=str(chromium), headless=True, args=CHROMIUM_ARGS)
         yield browser
         browser.close()
 
@@ -344,7 +353,7 @@ def another_page(browser: Browser, watch: Watch) -> Iterator[Callable[[], Page]]
 
 def sign_in_form(page: Page) -> None:
     """Wait until the sign-in form is shown."""
-    expect(page.get_by_role("button", name="Login")).to_be_visible()
+    expect(page.get_by_role("button", name="Login")).to_be_visible(timeout=FIRST_RUN_TIMEOUT_MS)
     expect(page.get_by_role("textbox", name="Username")).to_be_visible()
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from app import state
 from core.attendance import preview_no_show
@@ -36,6 +36,11 @@ def oldest_pending(db: Path, username: str) -> tuple[int, str]:
         engine.dispose()
 
 
+def metric(page: Page, label: str) -> Locator:
+    """The value of the metric with this label."""
+    return page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue")
+
+
 def test_a_mentor_marks_a_no_show_after_reading_its_consequence_then_resets_it(
     app: Server, demo_db: Path, page: Page
 ) -> None:
@@ -45,21 +50,26 @@ def test_a_mentor_marks_a_no_show_after_reading_its_consequence_then_resets_it(
     go(page, app)
     sign_in(page, "mentor", landing="My sessions")
     screenshot(page, "my_sessions")
+    pending = metric(page, "Pending sessions")
+    waiting = int(pending.inner_text())
 
     choose_row(page, state.MENTOR_PENDING_TABLE, 0)  # the pending sessions, oldest first
     expect(page.get_by_text(f"(booking {booking_id})")).to_be_visible()
     page.get_by_role("button", name="No-show").click()
     expect(page.get_by_text(f"Marking this session no-show means {consequence}. Confirm?")).to_be_visible()
     # Nothing is marked before the confirmation.
-    expect(page.get_by_role("button", name="Confirm no-show")).to_be_visible()
+    expect(page.get_by_test_id("stAlertContentSuccess")).to_have_count(0)
+    expect(pending).to_have_text(str(waiting))
     page.get_by_role("button", name="Confirm no-show").click()
     expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("marked no-show")
+    expect(pending).to_have_text(str(waiting - 1))
 
     choose_row(page, state.MENTOR_MARKED_TABLE, 0)  # recently marked, the latest mark first
     reset = page.get_by_role("button", name=f"Reset booking {booking_id} to pending")
     expect(reset).to_be_visible()
     reset.click()
     expect(page.get_by_test_id("stAlertContentSuccess")).to_contain_text("reset to pending")
+    expect(pending).to_have_text(str(waiting))
     choose_row(page, state.MENTOR_PENDING_TABLE, 0)  # the session waits for a decision again, the oldest as before
     expect(page.get_by_text(f"(booking {booking_id})")).to_be_visible()
 
@@ -122,11 +132,8 @@ def test_an_admin_finds_the_system_reprobations_and_reverts_them_with_a_reason(
     found = re.search(r"Operation id:\s*([0-9a-f-]{32,36})", done.inner_text())
     assert found, done.inner_text()
     operation_id = found.group(1)
-    metrics = page.get_by_test_id("stMetric")
-    expect(metrics.filter(has_text="Sessions restored").get_by_test_id("stMetricValue")).to_have_text(str(restored))
-    expect(metrics.filter(has_text="Conflicts (left cancelled)").get_by_test_id("stMetricValue")).to_have_text(
-        str(conflicts)
-    )
+    expect(metric(page, "Sessions restored")).to_have_text(str(restored))
+    expect(metric(page, "Conflicts (left cancelled)")).to_have_text(str(conflicts))
 
     # The audit log holds the operation, with the reason.
     page.get_by_test_id("stSidebarNav").get_by_role("link", name="Audit log").click()
@@ -155,8 +162,7 @@ def test_an_admin_finds_the_system_reprobations_and_reverts_them_with_a_reason(
 
 
 def percent(page: Page, label: str) -> float:
-    value = page.get_by_test_id("stMetric").filter(has_text=label).get_by_test_id("stMetricValue").inner_text()
-    return float(value.rstrip("%"))
+    return float(metric(page, label).inner_text().rstrip("%"))
 
 
 def test_analytics_draws_its_charts_and_downloads_each_table_as_csv(app: Server, page: Page, tmp_path: Path) -> None:

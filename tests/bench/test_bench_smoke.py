@@ -34,6 +34,7 @@ def test_the_results_name_every_operation_with_its_figures_and_verdict(tmp_path:
         else:
             assert o["n"] >= 3
             assert 0 < o["p50_ms"] <= o["p95_ms"]
+            assert 0 <= o["cpu_p50_ms"] <= o["cpu_p95_ms"]
     for name in ANALYTICS.values():
         assert operations[name]["baseline_ms"] > 0
         assert operations[name]["ratio"] > 0

@@ -254,31 +254,7 @@ def list_warnings(
         mentee_column=Warning.mentee_id,
     )
     total, rows = _page(session, query, (Warning.issued_at.desc(), Warning.id.desc()), offset, limit)
-    return Page(
-        [
-            DisciplineRow(
-                id=r[0],
-                mentee_id=r[1],
-                mentee=r[2],
-                mentor_id=r[3],
-                mentor=r[4],
-                session_start=r[5],
-                attributed_kind=_value(r[6]),
-                attributed_name=r[7],
-                at=r[8],
-                cause_booking_id=r[9],
-                cause_reprobation_id=None,
-                status=Status.REVOKED if r[10] is not None else Status.ACTIVE,
-                status_at=r[10],
-                status_by_kind=_value(r[11]),
-                status_by_name=r[12],
-            )
-            for r in rows
-        ],
-        total,
-        offset,
-        limit,
-    )
+    return Page([_discipline_row(r, Status.REVOKED) for r in rows], total, offset, limit)
 
 
 def _reprobation_query() -> tuple[AnySelect, Any]:
@@ -314,7 +290,9 @@ def _reprobation_query() -> tuple[AnySelect, Any]:
     return query, absence
 
 
-def _reprobation_row(r: Any) -> DisciplineRow:
+def _discipline_row(r: Any, ended: Status) -> DisciplineRow:
+    """A warning's or a reprobation's row, from the columns both lists select in the same order; `ended` is
+    the status once revoked or lifted. A reprobation's row has a 14th column: the sessions it cancelled."""
     return DisciplineRow(
         id=r[0],
         mentee_id=r[1],
@@ -327,12 +305,16 @@ def _reprobation_row(r: Any) -> DisciplineRow:
         at=r[8],
         cause_booking_id=r[9],
         cause_reprobation_id=None,
-        status=Status.LIFTED if r[10] is not None else Status.ACTIVE,
+        status=ended if r[10] is not None else Status.ACTIVE,
         status_at=r[10],
         status_by_kind=_value(r[11]),
         status_by_name=r[12],
-        sessions_cancelled=r[13],
+        sessions_cancelled=r[13] if len(r) > 13 else None,
     )
+
+
+def _reprobation_row(r: Any) -> DisciplineRow:
+    return _discipline_row(r, Status.LIFTED)
 
 
 def list_reprobations(

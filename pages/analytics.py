@@ -246,6 +246,8 @@ def download(build: Callable[[], bytes], name: str, label: str, disabled: bool) 
         mime="text/csv",
         key=state.ANALYTICS_CSV_BUTTON + name,
         icon=":material/download:",
+        # A download changes nothing: no rerun, so a second click never races a run that replaces this button.
+        on_click="ignore",
         disabled=disabled,
     )
 

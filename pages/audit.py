@@ -137,6 +137,8 @@ def export_button(name: str, lister: Lister, columns: dict[str, str], total: int
         mime="text/csv",
         key=state.AUDIT_CSV_BUTTON + name,
         icon=":material/download:",
+        # A download changes nothing: no rerun, so a second click never races a run that replaces this button.
+        on_click="ignore",
         disabled=total == 0,
     )
 

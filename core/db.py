@@ -6,8 +6,9 @@ One engine and one sessionmaker per process; the caller owns each transaction
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from alembic import command
@@ -18,7 +19,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import InvalidInput
 
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
+DEADLOCK_ATTEMPTS = 3
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
@@ -109,3 +112,31 @@ def schema_is_current(engine: sa.Engine) -> bool:
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
     return set(current) == set(script.get_heads())
+
+
+def is_deadlock(error: BaseException) -> bool:
+    """Whether the database rolled this transaction back to break a deadlock (PostgreSQL's 40P01, MariaDB's and
+    MySQL's 1213). SQLite has none: its writers take the one write lock in turn."""
+    cause = getattr(error, "orig", None)
+    if getattr(cause, "sqlstate", None) == "40P01":
+        return True
+    arguments: tuple[Any, ...] = getattr(cause, "args", ())
+    return bool(arguments) and arguments[0] == 1213
+
+
+def in_transaction(factory: sessionmaker[Session], work: Callable[[Session], T]) -> T:
+    """Run `work` in one transaction and commit it; when the database breaks a deadlock by rolling it back,
+    run it again from the start in a new one (up to DEADLOCK_ATTEMPTS times in all).
+
+    Concurrent writers take row locks in whatever order their statements meet the rows (the attendance
+    tallies' rows, which triggers update with each booking, are shared by every writer of a week); a deadlock
+    between them rolls one back whole, so running it again is safe and is what it would have done alone.
+    """
+    for attempt in range(1, DEADLOCK_ATTEMPTS + 1):
+        try:
+            with factory.begin() as session:
+                return work(session)
+        except sa.exc.OperationalError as error:
+            if attempt == DEADLOCK_ATTEMPTS or not is_deadlock(error):
+                raise
+    raise AssertionError("unreachable")

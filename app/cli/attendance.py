@@ -14,6 +14,7 @@ from app.cli.common import DbOption, JsonOption, emit_json, fail, now, open_db, 
 from core.attendance import MarkResult, mark_attended, mark_no_show, preview_no_show, reset_attendance
 from core.audit import Actor, actor_for_user
 from core.config import Policy
+from core.db import in_transaction
 from core.discipline import Consequences
 from core.errors import InvalidInput
 from core.models import ActorKind
@@ -191,10 +192,14 @@ def mark(
             for line in lines:
                 typer.echo(line)
         return
-    with refusals(), factory.begin() as session:
+
+    def act(session: Session) -> tuple[Actor, MarkResult, str]:
         actor = actor_for_user(session, as_user)
         result = _HANDLERS[action](session, booking_id, actor=actor, now=moment, policy=rules, reason=reason)
-        mentee = get_booking(session, booking_id, now=moment).mentee
+        return actor, result, get_booking(session, booking_id, now=moment).mentee
+
+    with refusals():
+        actor, result, mentee = in_transaction(factory, act)
     if json_output:
         emit_json(_document(result, result.operation_id))
         return

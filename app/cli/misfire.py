@@ -8,9 +8,11 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
+from sqlalchemy.orm import Session
 
 from app.cli.common import DbOption, JsonOption, emit_json, fail, now, open_db, policy, refusals
 from core.audit import actor_for_user
+from core.db import in_transaction
 from core.discipline import Conflict
 from core.misfire import MisfireReport, RevertResult, report_misfire, revert_misfire
 
@@ -179,13 +181,11 @@ def revert(
     """
     since_t, until_t = parse_time("--since", since), parse_time("--until", until)
     factory = open_db(db)
-    # A dry run only reads: it needs no write transaction.
-    transaction = factory.begin() if apply else factory()
-    with refusals(), transaction as session:
-        actor = actor_for_user(session, as_user)
-        result = revert_misfire(
+
+    def revert(session: Session) -> RevertResult:
+        return revert_misfire(
             session,
-            actor=actor,
+            actor=actor_for_user(session, as_user),
             now=now(),
             reason=reason,
             policy=policy(),
@@ -195,6 +195,14 @@ def revert(
             include_unattributed=include_unattributed,
             apply=apply,
         )
+
+    with refusals():
+        if apply:
+            result = in_transaction(factory, revert)
+        else:
+            # A dry run only reads: it needs no write transaction.
+            with factory() as session:
+                result = revert(session)
     if json:
         emit_json({**asdict(result), "counts": result.counts()})
     else:

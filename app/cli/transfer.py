@@ -10,6 +10,7 @@ import typer
 
 from app.cli.common import DbOption, JsonOption, emit_json, now, open_db, refusals
 from core.csvio import HistoryCounts, export_history, import_history
+from core.db import in_transaction
 
 DirectoryArgument = Annotated[
     Path,
@@ -36,8 +37,8 @@ def import_(
     Any bad input is refused with every problem listed (file, row, column, reason), and nothing is written.
     """
     factory = open_db(db)
-    with refusals(), factory.begin() as session:
-        result = import_history(session, directory, now=now(), dry_run=dry_run)
+    with refusals():
+        result = in_transaction(factory, lambda session: import_history(session, directory, now=now(), dry_run=dry_run))
     if json:
         emit_json(result)
     elif dry_run:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.attendance import mark_no_show, reset_attendance
 from core.audit import Actor
 from core.config import Policy
-from core.db import make_engine, make_session_factory
+from core.db import in_transaction, is_deadlock, make_engine, make_session_factory
 from core.discipline import ConflictReason
 from core.errors import AlreadyMarked
 from core.misfire import revert_misfire
@@ -51,6 +51,7 @@ Request = Callable[[Session], Any]
 
 def run_together(factory: sessionmaker[Session], requests: list[Request]) -> list[Any]:
     """Run each request in its own thread and transaction, all released at once; return results or errors.
+    A request the database rolls back to break a deadlock runs again, as the product runs it (in_transaction).
 
     On the servers each thread holds its connection before the barrier, so the requests really overlap.
     On SQLite the connection is taken after it: BEGIN IMMEDIATE would otherwise hold the write lock while
@@ -61,16 +62,23 @@ def run_together(factory: sessionmaker[Session], requests: list[Request]) -> lis
     outcomes: list[Any] = [None] * len(requests)
 
     def run(index: int, request: Request) -> None:
-        with factory() as session:
-            try:
+        try:
+            with factory() as session:
                 if connect_first:
                     session.connection()
                 barrier.wait()
-                outcomes[index] = request(session)
-                session.commit()
-            except Exception as error:
-                session.rollback()
-                outcomes[index] = error
+                try:
+                    outcomes[index] = request(session)
+                    session.commit()
+                    return
+                except sa.exc.OperationalError as error:
+                    session.rollback()
+                    if not is_deadlock(error):
+                        raise
+            # The database rolled this one back to break a deadlock: the product runs it again, as here.
+            outcomes[index] = in_transaction(factory, request)
+        except Exception as error:
+            outcomes[index] = error
 
     threads = [threading.Thread(target=run, args=(i, r), daemon=True) for i, r in enumerate(requests)]
     for thread in threads:

@@ -12,11 +12,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 
 from core import analytics
-from core.models import ActorKind, BookingStatus
+from core.models import HOURS_TO_MARK_EDGES, TIME_TO_MARK_BINS, ActorKind, BookingStatus
 
 PERSON = ("Mentor", "Admin")
 COLUMNS = (
@@ -104,6 +105,14 @@ def _hours_to_mark(held: pd.DataFrame) -> pd.Series:
     return (marked["attendance_marked_at"] - marked["end_time"]).dt.total_seconds() / 3600
 
 
+def _estimated_median(hours: pd.Series) -> float | None:
+    """The median as the product estimates it from the marks by bin (analytics.estimate_median_hours)."""
+    bins = np.bincount(
+        np.searchsorted(HOURS_TO_MARK_EDGES, hours.to_numpy(), side="right"), minlength=len(TIME_TO_MARK_BINS)
+    )
+    return analytics.estimate_median_hours([int(n) for n in bins])
+
+
 def summary(bookings: pd.DataFrame, scope: analytics.Scope, now: datetime) -> Signature:
     out: list[int] = []
     for period in (scope, scope.previous):
@@ -119,7 +128,7 @@ def mentors(bookings: pd.DataFrame, scope: analytics.Scope, now: datetime) -> Si
     f["mentor_id"] = held["mentor_id"]
     table = f.groupby("mentor_id").sum()
     hours = _hours_to_mark(held)
-    medians = hours.groupby(held.loc[hours.index, "mentor_id"]).median()
+    medians = hours.groupby(held.loc[hours.index, "mentor_id"]).apply(_estimated_median)
     return (len(table), int(table["counted"].sum()), int(table["pending"].sum()), round(float(medians.sum()), 3))
 
 
@@ -175,8 +184,8 @@ def time_to_mark(bookings: pd.DataFrame, scope: analytics.Scope, now: datetime) 
         if high is not None:
             inside &= hours < high
         counts.append(int(inside.sum()))
-    median = None if hours.empty else round(float(hours.median()), 3)
-    return (len(hours), tuple(counts), median)
+    median = _estimated_median(hours)
+    return (len(hours), tuple(counts), None if median is None else round(median, 3))
 
 
 # -- the same signatures, of the database's answers -----------------------------------------------------------

@@ -16,21 +16,41 @@ Rates are fractions in [0, 1], or None where nothing was marked.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from core.audit import Actor
 from core.errors import InvalidInput, NotAllowed, NotFound
-from core.models import PERSON_KINDS, ActorKind, Booking, BookingStatus, Mentee, Mentor, Reprobation, Role, User
+from core.models import (
+    ATTENDANCE_COUNTS,
+    FOUR_WEEKS_FROM,
+    HOURS_TO_MARK_EDGES,
+    PERSON_KINDS,
+    TIME_TO_MARK_BINS,
+    ActorKind,
+    Booking,
+    BookingStatus,
+    Mentee,
+    Mentor,
+    Reprobation,
+    Role,
+    User,
+    attendance_tallies,
+    four_week_attendance_tallies,
+    weekly_attendance_tallies,
+)
 from core.models import Warning as MenteeWarning
 
 DEFAULT_DAYS = 90
 DAY = timedelta(days=1)
+WEEK = timedelta(days=7)
 
 # Pending sessions by age (now - end_time): (label, lower bound inclusive, upper bound exclusive).
 BACKLOG_BUCKETS: tuple[tuple[str, timedelta, timedelta | None], ...] = (
@@ -351,54 +371,257 @@ def _ordering(
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Counts per mentor and week: the tallies where they answer, the bookings elsewhere
+
+
+_COUNTS = ATTENDANCE_COUNTS + TIME_TO_MARK_BINS
+_BIN_OF_BUCKET = tuple(
+    tuple(
+        i
+        for i in range(len(TIME_TO_MARK_BINS))
+        if (low is None or (i > 0 and HOURS_TO_MARK_EDGES[i - 1] >= low))
+        and (high is None or (i < len(HOURS_TO_MARK_EDGES) and HOURS_TO_MARK_EDGES[i] <= high))
+    )
+    for _, low, high in TIME_TO_MARK_BUCKETS
+)
+# Every bucket of the chart is a union of whole bins, each bin in exactly one bucket.
+assert sorted(i for bins in _BIN_OF_BUCKET for i in bins) == list(range(len(TIME_TO_MARK_BINS)))
+
+
+def _monday_at_or_after(moment: datetime) -> date:
+    day = moment.astimezone(UTC)
+    monday = _monday(day.date())
+    return monday if day == datetime.combine(monday, time(), tzinfo=UTC) else monday + timedelta(days=7)
+
+
+def _four_weeks_at_or_after(monday: date) -> date:
+    """The first Monday of the first four-week span (see four_week_attendance_tallies) that starts on or after
+    `monday`."""
+    return monday + timedelta(days=-((monday - FOUR_WEEKS_FROM).days % 28) % 28)
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
+
+
+# The count a session falls in, by its mark (None: pending) and the kind that marked it.
+_COUNT_OF_MARK: dict[tuple[bool | None, ActorKind | None], str] = {
+    (attended, kind): "pending"
+    if attended is None
+    else f"{'unattributed' if kind is None else kind.value.lower()}_{'attended' if attended else 'no_shows'}"
+    for attended in (None, True, False)
+    for kind in (None, *ActorKind)
+}
+
+
+class _Counts(Counter[str]):
+    """Counts of held sessions (the names of ATTENDANCE_COUNTS and TIME_TO_MARK_BINS), with what follows from them."""
+
+    def add_sessions(self, attended: bool | None, marked_by: ActorKind | None, time_bin: int | None, n: int) -> None:
+        """Count `n` sessions with this mark (or none), attribution and bin of time to mark (or none)."""
+        self["sessions"] += n
+        self[_COUNT_OF_MARK[attended, marked_by]] += n
+        if time_bin is not None:
+            self[TIME_TO_MARK_BINS[time_bin]] += n
+
+    @property
+    def by_person(self) -> tuple[int, int]:
+        """(marked, no-shows) by a person."""
+        no_shows = self["mentor_no_shows"] + self["admin_no_shows"]
+        return self["mentor_attended"] + self["admin_attended"] + no_shows, no_shows
+
+    @property
+    def automated(self) -> tuple[int, int]:
+        """(marked, no-shows) by System or by nobody known."""
+        no_shows = self["system_no_shows"] + self["unattributed_no_shows"]
+        return self["system_attended"] + self["unattributed_attended"] + no_shows, no_shows
+
+    def marks(self, kind: str) -> int:
+        return self[f"{kind}_attended"] + self[f"{kind}_no_shows"]
+
+    @property
+    def bins(self) -> list[int]:
+        return [self[name] for name in TIME_TO_MARK_BINS]
+
+
+def _count_held(
+    session: Session,
+    since: datetime,
+    until: datetime,
+    mentor_id: int | None,
+    now: datetime,
+    *,
+    by: str | None = None,
+    timed: bool = False,
+) -> dict[Any, _Counts]:
+    """The held sessions starting in `[since, until)` (of one mentor, or all), counted by `by` ("mentor_id",
+    "week" or None for one total under the key None); `timed` adds the marks by hours to mark.
+
+    The whole weeks of the range whose sessions have all ended are read from the tallies (a row per week, or per
+    mentor and week, where the bookings are a million); the days at the edges of the range, and the weeks from
+    the first one holding a session that has not ended, are counted from the bookings, through an index that
+    covers them.
+    """
+    if now.tzinfo is None:
+        raise InvalidInput("now must be timezone-aware")
+    names = ATTENDANCE_COUNTS + (TIME_TO_MARK_BINS if timed else ())
+    counts: dict[Any, _Counts] = {}
+    # Where the tallies stop answering: the first week holding a session that has not ended.
+    settled = weekly_attendance_tallies if mentor_id is None else attendance_tallies
+    unsettled = sa.select(sa.func.min(settled.c.week)).where(settled.c.last_end > now)
+    if mentor_id is not None:
+        unsettled = unsettled.where(settled.c.mentor_id == mentor_id)
+    first_week, end_week = _monday_at_or_after(since), _monday(until.astimezone(UTC).date())
+    first_unsettled = session.scalar(unsettled)
+    if first_unsettled is not None:
+        end_week = min(end_week, _as_date(first_unsettled))
+    raw = [(since, until)]
+    if first_week < end_week:
+        raw = [(since, _midnight(first_week)), (_midnight(end_week), until)]
+        tally = weekly_attendance_tallies if mentor_id is None and by != "mentor_id" else attendance_tallies
+        spans = [(tally, first_week, end_week)]
+        if mentor_id is None and by == "mentor_id":
+            # Every mentor, mentor by mentor: the whole four-week spans from their own tally, a row in four.
+            first_span, end_span = _four_weeks_at_or_after(first_week), _four_weeks_at_or_after(end_week - 3 * WEEK)
+            if first_span < end_span:
+                spans = [
+                    (attendance_tallies, first_week, first_span),
+                    (four_week_attendance_tallies, first_span, end_span),
+                    (attendance_tallies, end_span, end_week),
+                ]
+        for table, start, end in spans:
+            if start >= end:
+                continue
+            group = [] if by is None else [table.c[by]]
+            stmt = sa.select(*group, *(sa.func.sum(table.c[name]) for name in names)).where(
+                table.c.week >= start, table.c.week < end
+            )
+            if mentor_id is not None:
+                stmt = stmt.where(table.c.mentor_id == mentor_id)
+            for row in session.execute(stmt.group_by(*group)):
+                key = _key(row[0]) if by else None
+                sums = row[1:] if by else row
+                target = counts.setdefault(key, _Counts())
+                for name, value in zip(names, sums, strict=True):
+                    target[name] += int(value or 0)
+
+    dialect = _dialect(session)
+    key_column = {"mentor_id": _grouping(Booking.mentor_id), "week": _week_start(dialect, Booking.start_time)}.get(
+        by or ""
+    )
+    columns: list[Any] = [c for c in (key_column, Booking.attended, Booking.attendance_marked_by) if c is not None]
+    if timed:
+        columns.append(_time_bin(dialect))
+    for start, end in raw:
+        if start >= end:
+            continue
+        for row in session.execute(
+            sa.select(*columns, sa.func.count()).where(*_held(start, end, mentor_id, now)).group_by(*columns)
+        ):
+            values = list(row)
+            key = _key(values.pop(0)) if by else None
+            found_bin = values.pop(2) if timed else None
+            attended, marked_by, n = values
+            target = counts.setdefault(key, _Counts())
+            target.add_sessions(None if attended is None else bool(attended), marked_by, found_bin, n)
+    return counts
+
+
+def _key(value: Any) -> Any:
+    """A week (a date, whatever type the database answered with) or a mentor id."""
+    return value if isinstance(value, int) else _as_date(value)
+
+
+def _time_bin(dialect: str) -> sa.ColumnElement[Any]:
+    """The bin (an index into TIME_TO_MARK_BINS) of a booking's mark by a person, or NULL for any other booking."""
+
+    def search(hours: Any, low: int, high: int) -> Any:
+        """The bin among low..high that holds `hours`, by halves: the hours are compared ~5 times, not ~20."""
+        if low == high:
+            return sa.literal_column(str(low))
+        middle = (low + high) // 2
+        return sa.case(
+            (hours < HOURS_TO_MARK_EDGES[middle], search(hours, low, middle)), else_=search(hours, middle + 1, high)
+        )
+
+    timed = sa.and_(_MARKED, _BY_PERSON, Booking.attendance_marked_at.is_not(None))
+    hours = _hours_between(dialect, Booking.end_time, Booking.attendance_marked_at)
+    if dialect == "sqlite":
+        # SQLite computes the hours (two julianday() parses) at each comparison; a scalar subquery computes them
+        # once per booking, for a third of the time. (MariaDB's subqueries cannot see the outer row this way.)
+        def sql(expression: Any) -> str:
+            return str(expression.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+
+        bin_of_hours = sql(search(sa.literal_column("hours"), 0, len(HOURS_TO_MARK_EDGES)))
+        once = f"(SELECT {bin_of_hours} FROM (SELECT {sql(hours)} AS hours))"  # noqa: S608 (constants only)
+        return sa.case((timed, sa.literal_column(once)), else_=sa.null())
+    return sa.case((timed, search(hours, 0, len(HOURS_TO_MARK_EDGES))), else_=sa.null())
+
+
+def estimate_median_hours(bins: Sequence[int]) -> float | None:
+    """The median hours to mark, estimated from marks counted by bin (see HOURS_TO_MARK_EDGES).
+
+    The marks of a bin are taken as spread evenly across it: the j-th of c marks in [low, high) stands at
+    low + (high - low) * (j - 1/2) / c. The median is the middle mark (the mean of the middle two), so the estimate
+    lies in the bin holding the exact median (for instance between 12 and 18 hours) or between the two bins
+    holding the middle two. A mark in the last bin (30 days or more) stands at 720 hours.
+    """
+    marks = sum(bins)
+    if marks == 0:
+        return None
+
+    def hours_of(rank: int) -> float:
+        """The estimated hours of the mark at `rank` (1 = quickest)."""
+        seen = 0
+        for i, count in enumerate(bins):
+            if seen + count >= rank:
+                if i == len(HOURS_TO_MARK_EDGES):
+                    return float(HOURS_TO_MARK_EDGES[-1])
+                low = 0.0 if i == 0 else float(HOURS_TO_MARK_EDGES[i - 1])
+                return low + (HOURS_TO_MARK_EDGES[i] - low) * (rank - seen - 0.5) / count
+            seen += count
+        raise AssertionError(f"no mark at rank {rank} of {marks}")
+
+    if marks % 2:
+        return hours_of((marks + 1) // 2)
+    return (hours_of(marks // 2) + hours_of(marks // 2 + 1)) / 2
+
+
+def _sorted(rows: list[Any], sort_by: str, descending: bool, ties: Callable[[Any], Any]) -> list[Any]:
+    """`rows` by the field `sort_by`, empty values (None) last, then by `ties` for a stable order."""
+    present = sorted((r for r in rows if getattr(r, sort_by) is not None), key=ties)
+    present.sort(key=lambda r: getattr(r, sort_by), reverse=descending)  # stable: ties keep their order
+    return present + sorted((r for r in rows if getattr(r, sort_by) is None), key=ties)
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Queries
 
 
 def summarize_no_shows(session: Session, scope: Scope, *, now: datetime) -> Summary:
-    """The headline figures of the scope and of the period of equal length just before it (see PeriodFigures),
-    in one pass over both periods."""
-    previous = scope.previous
-    figures_of = {
-        "sessions": (),
-        "marked": (_MARKED,),
-        "marked_by_person": (_MARKED, _BY_PERSON),
-        "no_shows_by_person": (_NO_SHOW, _BY_PERSON),
-        "system_no_shows": (_NO_SHOW, _BY_SYSTEM),
-        "unattributed_no_shows": (_NO_SHOW, _UNATTRIBUTED),
-        "pending": (_PENDING,),
-    }
-    # Conditional counts for both periods in one scan; a GROUP BY on the period would sort every row.
-    periods = {1: Booking.start_time >= scope.since, 0: Booking.start_time < scope.since}
-    row = session.execute(
-        sa.select(
-            *(
-                _count(period, *conditions).label(f"{name}_{key}")
-                for key, period in periods.items()
-                for name, conditions in figures_of.items()
-            )
-        ).where(*_held(previous.since, scope.until, scope.mentor_id, now))
-    ).one()
-    counts = {key: SimpleNamespace(**{name: getattr(row, f"{name}_{key}") for name in figures_of}) for key in periods}
+    """The headline figures of the scope and of the period of equal length just before it (see PeriodFigures)."""
 
-    def figures(period: Scope, key: int) -> PeriodFigures:
-        row = counts[key]
-        automated = row.system_no_shows + row.unattributed_no_shows
+    def figures(period: Scope) -> PeriodFigures:
+        row = _count_held(session, period.since, period.until, period.mentor_id, now).get(None, _Counts())
+        marked_by_person, no_shows_by_person = row.by_person
+        marked_automated, automated = row.automated
+        marked = marked_by_person + marked_automated
         return PeriodFigures(
             since=period.since,
             until=period.until,
-            sessions=row.sessions,
-            sessions_marked=row.marked,
-            sessions_marked_by_person=row.marked_by_person,
-            no_shows_marked_by_person=row.no_shows_by_person,
+            sessions=row["sessions"],
+            sessions_marked=marked,
+            sessions_marked_by_person=marked_by_person,
+            no_shows_marked_by_person=no_shows_by_person,
             automated_no_shows=automated,
-            system_no_shows=row.system_no_shows,
-            unattributed_no_shows=row.unattributed_no_shows,
-            pending=row.pending,
-            counted_no_show_rate=_rate(row.no_shows_by_person, row.marked_by_person),
-            automated_no_show_rate=_rate(row.no_shows_by_person + automated, row.marked),
+            system_no_shows=row["system_no_shows"],
+            unattributed_no_shows=row["unattributed_no_shows"],
+            pending=row["pending"],
+            counted_no_show_rate=_rate(no_shows_by_person, marked_by_person),
+            automated_no_show_rate=_rate(no_shows_by_person + automated, marked),
         )
 
-    return Summary(current=figures(scope, 1), previous=figures(previous, 0))
+    return Summary(current=figures(scope), previous=figures(scope.previous))
 
 
 def tabulate_mentors(
@@ -412,77 +635,64 @@ def tabulate_mentors(
 ) -> tuple[MentorRow, ...]:
     """One row per mentor with held sessions in scope (see MentorRow), sorted by any of its columns.
 
-    The median hours to mark is exact: the mentor's durations are ranked by a window function and the middle
-    one (or the mean of the middle two) is picked in SQL, so no database needs a percentile function.
-    """
-    held = _held(scope.since, scope.until, scope.mentor_id, now)
-    mentor = _grouping(Booking.mentor_id)
-    totals = (
-        sa.select(
-            mentor.label("mentor_id"),
-            sa.func.count().label("sessions"),
-            _count(_MARKED, _BY_PERSON).label("marked"),
-            _count(_ATTENDED, _BY_PERSON).label("attended"),
-            _count(_NO_SHOW, _BY_PERSON).label("no_shows"),
-            _count(_MARKED, _AUTOMATED).label("automated_marks"),
-            _count(_PENDING).label("pending"),
+    The median hours to mark is estimated from the mentor's marks by bin (see `estimate_median_hours`)."""
+    if sort_by not in MENTOR_COLUMNS:
+        raise InvalidInput(f"cannot sort by {sort_by!r}: choose one of {', '.join(MENTOR_COLUMNS)}")
+    counts = _count_held(session, scope.since, scope.until, scope.mentor_id, now, by="mentor_id", timed=True)
+    names = {mentor_id: name for mentor_id, name in session.execute(sa.select(Mentor.id, Mentor.name))}
+    rows = []
+    for mentor_id, row in counts.items():
+        if not row["sessions"]:
+            continue
+        marked, no_shows = row.by_person
+        rows.append(
+            MentorRow(
+                mentor_id=mentor_id,
+                mentor=names[mentor_id],
+                sessions=row["sessions"],
+                marked=marked,
+                attended=marked - no_shows,
+                no_shows=no_shows,
+                rate=_rate(no_shows, marked),
+                automated_marks=row.automated[0],
+                pending=row["pending"],
+                median_hours_to_mark=estimate_median_hours(row.bins),
+            )
         )
-        .where(*held)
-        .group_by(mentor)
-        .subquery()
-    )
-    hours = _hours_between(_dialect(session), Booking.end_time, Booking.attendance_marked_at)
-    ranked = (
-        sa.select(
-            mentor.label("mentor_id"),
-            hours.label("hours"),
-            sa.func.row_number().over(partition_by=mentor, order_by=hours).label("position"),
-            sa.func.count().over(partition_by=mentor).label("n"),
-        )
-        .where(*held, _MARKED, _BY_PERSON, Booking.attendance_marked_at.is_not(None))
-        .subquery()
-    )
-    # The middle position(s): 2*position in [n, n + 2] picks one row when n is odd, two when even.
-    medians = (
-        sa.select(ranked.c.mentor_id, sa.func.avg(ranked.c.hours).label("median"))
-        .where(2 * ranked.c.position >= ranked.c.n, 2 * ranked.c.position <= ranked.c.n + 2)
-        .group_by(ranked.c.mentor_id)
-        .subquery()
-    )
-    columns: dict[str, sa.ColumnElement[Any]] = {
-        "mentor_id": totals.c.mentor_id,
-        "mentor": Mentor.name.expression,
-        "sessions": totals.c.sessions,
-        "marked": totals.c.marked,
-        "attended": totals.c.attended,
-        "no_shows": totals.c.no_shows,
-        "rate": _ratio(totals.c.no_shows, totals.c.marked),
-        "automated_marks": totals.c.automated_marks,
-        "pending": totals.c.pending,
-        "median_hours_to_mark": medians.c.median,
-    }
-    stmt = (
-        sa.select(*(c.label(name) for name, c in columns.items()))
-        .join_from(totals, Mentor, Mentor.id == totals.c.mentor_id)
-        .outerjoin(medians, medians.c.mentor_id == totals.c.mentor_id)
-        .order_by(*_ordering(columns, sort_by, descending, [Mentor.name.expression, totals.c.mentor_id]))
-        .limit(limit)
-    )
-    return tuple(
-        MentorRow(
-            mentor_id=row.mentor_id,
-            mentor=row.mentor,
-            sessions=row.sessions,
-            marked=row.marked,
-            attended=row.attended,
-            no_shows=row.no_shows,
-            rate=_rate(row.no_shows, row.marked),
-            automated_marks=row.automated_marks,
-            pending=row.pending,
-            median_hours_to_mark=None if row.median_hours_to_mark is None else float(row.median_hours_to_mark),
-        )
-        for row in session.execute(stmt)
-    )
+    return tuple(_sorted(rows, sort_by, descending, lambda r: (r.mentor, r.mentor_id))[:limit])
+
+
+def tally_weeks(session: Session, scope: Scope, *, now: datetime) -> tuple[WeekRow, ...]:
+    """One row per week (Monday, UTC) that the scope touches, oldest first, weeks without sessions included
+    with zeros: the counted and automated rates (as in PeriodFigures) and the marks by attribution."""
+    found = _count_held(session, scope.since, scope.until, scope.mentor_id, now, by="week")
+    weeks: list[WeekRow] = []
+    week = _monday(scope.since.astimezone(UTC).date())
+    last = _monday((scope.until - timedelta(microseconds=1)).astimezone(UTC).date())
+    while week <= last:
+        row = found.get(week)
+        if row is None or not row["sessions"]:
+            weeks.append(WeekRow(week, 0, 0, 0, None, None, 0, 0, 0, 0, 0))
+        else:
+            by_person, counted_no_shows = row.by_person
+            automated, automated_no_shows = row.automated
+            weeks.append(
+                WeekRow(
+                    week=week,
+                    sessions=row["sessions"],
+                    sessions_marked_by_person=by_person,
+                    no_shows_marked_by_person=counted_no_shows,
+                    counted_no_show_rate=_rate(counted_no_shows, by_person),
+                    automated_no_show_rate=_rate(counted_no_shows + automated_no_shows, by_person + automated),
+                    marks_mentor=row.marks("mentor"),
+                    marks_admin=row.marks("admin"),
+                    marks_system=row.marks("system"),
+                    marks_unattributed=row.marks("unattributed"),
+                    pending=row["pending"],
+                )
+            )
+        week += timedelta(days=7)
+    return tuple(weeks)
 
 
 def tabulate_mentees(
@@ -555,68 +765,6 @@ def tabulate_mentees(
     )
 
 
-def tally_weeks(session: Session, scope: Scope, *, now: datetime) -> tuple[WeekRow, ...]:
-    """One row per week (Monday, UTC) that the scope touches, oldest first, weeks without sessions included
-    with zeros: the counted and automated rates (as in PeriodFigures) and the marks by attribution."""
-    rows = (
-        sa.select(
-            _week_start(_dialect(session), Booking.start_time).label("week"),
-            Booking.attended,
-            Booking.attendance_marked_by,
-        )
-        .where(*_held(scope.since, scope.until, scope.mentor_id, now))
-        .subquery()
-    )
-    marked = rows.c.attended.is_not(None)
-    no_show = rows.c.attended.is_(False)
-    kind = rows.c.attendance_marked_by
-    found = {
-        _as_date(row.week): row
-        for row in session.execute(
-            sa.select(
-                rows.c.week,
-                sa.func.count().label("sessions"),
-                _count(marked, kind.in_(PERSON_KINDS)).label("by_person"),
-                _count(no_show, kind.in_(PERSON_KINDS)).label("counted"),
-                _count(marked).label("marked"),
-                _count(no_show, sa.or_(kind.in_(PERSON_KINDS), kind == ActorKind.SYSTEM, kind.is_(None))).label(
-                    "claimed"
-                ),
-                _count(marked, kind == ActorKind.MENTOR).label("mentor"),
-                _count(marked, kind == ActorKind.ADMIN).label("admin"),
-                _count(marked, kind == ActorKind.SYSTEM).label("system"),
-                _count(marked, kind.is_(None)).label("unattributed"),
-                _count(rows.c.attended.is_(None)).label("pending"),
-            ).group_by(rows.c.week)
-        )
-    }
-    weeks: list[WeekRow] = []
-    week = _monday(scope.since.astimezone(UTC).date())
-    last = _monday((scope.until - timedelta(microseconds=1)).astimezone(UTC).date())
-    while week <= last:
-        row = found.get(week)
-        if row is None:
-            weeks.append(WeekRow(week, 0, 0, 0, None, None, 0, 0, 0, 0, 0))
-        else:
-            weeks.append(
-                WeekRow(
-                    week=week,
-                    sessions=row.sessions,
-                    sessions_marked_by_person=row.by_person,
-                    no_shows_marked_by_person=row.counted,
-                    counted_no_show_rate=_rate(row.counted, row.by_person),
-                    automated_no_show_rate=_rate(row.claimed, row.marked),
-                    marks_mentor=row.mentor,
-                    marks_admin=row.admin,
-                    marks_system=row.system,
-                    marks_unattributed=row.unattributed,
-                    pending=row.pending,
-                )
-            )
-        week += timedelta(days=7)
-    return tuple(weeks)
-
-
 def _backlog_bucket(now: datetime, low: timedelta, high: timedelta | None) -> sa.ColumnElement[bool]:
     """Pending sessions whose age (now - end_time) is in [low, high); bounds are computed here, not in SQL."""
     condition = Booking.end_time <= now - low
@@ -660,38 +808,15 @@ def tally_backlog(session: Session, scope: Scope, *, now: datetime) -> Backlog:
 
 
 def measure_time_to_mark(session: Session, scope: Scope, *, now: datetime) -> TimeToMark:
-    """Marks by a person on held sessions in scope, by hours from the session's end to the mark, and the exact
-    median (the middle of the ranked durations, or the mean of the middle two), in one query."""
-    hours = _hours_between(_dialect(session), Booking.end_time, Booking.attendance_marked_at)
-    ranked = (
-        sa.select(
-            hours.label("hours"),
-            sa.func.row_number().over(order_by=hours).label("position"),
-            sa.func.count().over().label("n"),
-        )
-        .where(
-            *_held(scope.since, scope.until, scope.mentor_id, now),
-            _MARKED,
-            _BY_PERSON,
-            Booking.attendance_marked_at.is_not(None),
-        )
-        .subquery()
-    )
-    h = ranked.c.hours
-    middle = sa.and_(2 * ranked.c.position >= ranked.c.n, 2 * ranked.c.position <= ranked.c.n + 2)
-    buckets = []
-    for i, (_, low, high) in enumerate(TIME_TO_MARK_BUCKETS):
-        conditions = [
-            c for c in (None if low is None else h >= low, None if high is None else h < high) if c is not None
-        ]
-        buckets.append(_count(*conditions).label(f"b{i}"))
-    row = session.execute(
-        sa.select(sa.func.count().label("marks"), sa.func.avg(sa.case((middle, h))).label("median"), *buckets)
-    ).one()
+    """Marks by a person on held sessions in scope, by hours from the session's end to the mark, and the median
+    estimated from them (see `estimate_median_hours`)."""
+    bins = _count_held(session, scope.since, scope.until, scope.mentor_id, now, timed=True).get(None, _Counts()).bins
     return TimeToMark(
-        marks=row.marks,
-        by_bucket={label: int(getattr(row, f"b{i}")) for i, (label, _, _) in enumerate(TIME_TO_MARK_BUCKETS)},
-        median_hours=None if row.median is None else float(row.median),
+        marks=sum(bins),
+        by_bucket={
+            label: sum(bins[i] for i in _BIN_OF_BUCKET[b]) for b, (label, _, _) in enumerate(TIME_TO_MARK_BUCKETS)
+        },
+        median_hours=estimate_median_hours(bins),
     )
 
 

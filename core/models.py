@@ -8,7 +8,7 @@ Enums are stored by value as short strings so the three supported databases read
 from __future__ import annotations
 
 import enum
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -130,6 +130,21 @@ class Booking(Base):
         # The audit of cancellations, by who cancelled and when, or by when (migration 0002).
         sa.Index("ix_bookings_cancellations", "cancelled_by", "cancelled_at", "status"),
         sa.Index("ix_bookings_cancelled_at", "cancelled_at", "status"),
+        # The analytics' sessions that the tallies do not answer, and the per-mentee figures, read from the index
+        # alone (migration 0003).
+        sa.Index(
+            "ix_bookings_analytics",
+            "start_time",
+            "status",
+            "end_time",
+            "mentor_id",
+            "mentee_id",
+            "attended",
+            "attendance_marked_by",
+            "attendance_marked_at",
+        ),
+        # The pending sessions of every mentor by how long they have waited (migration 0003).
+        sa.Index("ix_bookings_backlog", "attended", "status", "end_time", "start_time", "mentor_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -260,3 +275,70 @@ class Notification(Base):
     # Set just before handing the message to SMTP, so a crash after sending is not blindly resent.
     sending_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Hours from a session's end to its mark by a person, binned: bin i holds [EDGES[i-1], EDGES[i]), bin 0 everything
+# below the first edge, the last bin everything from the last edge on. Frozen in migration 0003, which counts them.
+HOURS_TO_MARK_EDGES: tuple[float, ...] = (
+    0.25,
+    0.5,
+    1,
+    2,
+    3,
+    4,
+    6,
+    8,
+    12,
+    18,
+    24,
+    36,
+    48,
+    72,
+    96,
+    120,
+    168,
+    240,
+    336,
+    504,
+    720,
+)
+ATTENDANCE_COUNTS = (
+    "sessions",
+    "pending",
+    *(f"{kind}_{mark}" for kind in ("mentor", "admin", "system", "unattributed") for mark in ("attended", "no_shows")),
+)
+TIME_TO_MARK_BINS = tuple(f"marked_in_bin_{i:02d}" for i in range(len(HOURS_TO_MARK_EDGES) + 1))
+
+
+# Held-session counts kept by database triggers on `bookings` in the writer's transaction (migration 0003), per
+# mentor and week (Monday, UTC, of the session's start), per week for all mentors, and per mentor and four weeks
+# (for the per-mentor figures of long ranges): a booking counts while its
+# status is `scheduled`. `last_end` is the latest end ever counted in the row: once it has passed, every session
+# of the row is held. The counts: sessions; pending (no mark); attended and no-shows by the kind that marked them
+# (unattributed: no kind); marks by a person by hours to mark (TIME_TO_MARK_BINS). Read by core/analytics.py only.
+def _tally_columns() -> list[sa.Column[Any]]:
+    return [
+        sa.Column("week", sa.Date(), primary_key=True),
+        sa.Column("last_end", UTCDateTime(), nullable=False),
+        *(
+            sa.Column(name, sa.Integer(), nullable=False, server_default="0")
+            for name in ATTENDANCE_COUNTS + TIME_TO_MARK_BINS
+        ),
+    ]
+
+
+attendance_tallies = sa.Table(
+    "attendance_tallies",
+    Base.metadata,
+    sa.Column("mentor_id", sa.ForeignKey("mentors.id"), primary_key=True),
+    *_tally_columns(),
+)
+weekly_attendance_tallies = sa.Table("weekly_attendance_tallies", Base.metadata, *_tally_columns())
+# Per mentor and four weeks (`week` is the first Monday; the spans follow each other from Monday 1970-01-05 on).
+four_week_attendance_tallies = sa.Table(
+    "four_week_attendance_tallies",
+    Base.metadata,
+    sa.Column("mentor_id", sa.ForeignKey("mentors.id"), primary_key=True),
+    *_tally_columns(),
+)
+FOUR_WEEKS_FROM = date(1970, 1, 5)

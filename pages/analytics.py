@@ -53,7 +53,11 @@ MENTEE_TABLE_COLUMNS = {
 }
 BACKLOG_COLUMNS = {"mentor": "Mentor", "pending": "Pending", "oldest_end_time": "Oldest session ended"}
 PERCENT = {"No-show rate": st.column_config.NumberColumn(format="percent")}
-HOURS = {"Median hours to mark": st.column_config.NumberColumn(format="%.1f")}
+MEDIAN_HELP = (
+    "Estimated from the marks counted by how long they took (bins such as 12-18 hours or 1-2 days), "
+    "so it lies within the bin that holds the exact median."
+)
+HOURS = {"Median hours to mark": st.column_config.NumberColumn(format="%.1f", help=MEDIAN_HELP)}
 RATE_COLORS = alt.Scale(domain=["Counted", "Automated (legacy claim)"], range=["#1f77b4", "#d62728"])
 ATTRIBUTION_COLORS = alt.Scale(
     domain=["Mentor", "Admin", "System", "No attribution"], range=["#1f77b4", "#9ecae1", "#d62728", "#ff9896"]
@@ -142,7 +146,7 @@ def kpis(analytics: Analytics) -> None:
         current.sessions_marked_by_person - previous.sessions_marked_by_person,
     )
     columns[3].metric("Pending", current.pending, current.pending - previous.pending, delta_color="inverse")
-    columns[4].metric("Median time to mark", hours(analytics.time_to_mark.median_hours))
+    columns[4].metric("Median time to mark", hours(analytics.time_to_mark.median_hours), help=MEDIAN_HELP)
     st.caption(
         f"Previous period: {previous.since:%Y-%m-%d} to {previous.until - pd.Timedelta(days=1):%Y-%m-%d}, "
         f"counted rate {pct(previous.counted_no_show_rate)}, automated {pct(previous.automated_no_show_rate)}."

@@ -148,7 +148,7 @@ def test_nothing_marked_gives_no_rate(factory, world, now):
     assert (summary.current.counted_no_show_rate, summary.current.automated_no_show_rate) == (None, None)
 
 
-def test_per_mentor_table_with_exact_medians(factory, world, now):
+def test_per_mentor_table_with_estimated_medians(factory, world, now):
     with factory() as s:
         rows = tabulate_mentors(s, MAY, now=now)
     table = {r.mentor: r for r in rows}
@@ -163,7 +163,8 @@ def test_per_mentor_table_with_exact_medians(factory, world, now):
         3,
     )
     assert maria.rate == pytest.approx(1 / 3)
-    assert maria.median_hours_to_mark == pytest.approx(24)  # 2, 24, 30: the middle one
+    # Marks at 2, 24 and 30 hours: the middle one is the first of the two in the 24-36 hour bin, estimated at 27.
+    assert maria.median_hours_to_mark == pytest.approx(27)
     assert (otto.sessions, otto.marked, otto.attended, otto.no_shows, otto.automated_marks, otto.pending) == (
         4,
         2,
@@ -173,7 +174,8 @@ def test_per_mentor_table_with_exact_medians(factory, world, now):
         1,
     )
     assert otto.rate == pytest.approx(1 / 2)
-    assert otto.median_hours_to_mark == pytest.approx(2.25)  # 0.5 and 4: the mean of the middle two
+    # Marks at 0.5 and 4 hours: the mean of the middles of their bins, 0.5-1 and 4-6 hours.
+    assert otto.median_hours_to_mark == pytest.approx((0.75 + 5) / 2)
 
 
 def test_per_mentor_table_sorts_by_any_column(factory, world, now):
@@ -258,8 +260,9 @@ def test_time_to_mark_distribution_and_median(factory, world, now):
         "7-30 days": 0,
         ">30 days": 0,
     }
-    assert everyone.median_hours == pytest.approx(4)
-    assert otto.median_hours == pytest.approx(2.25)
+    # The middle mark (4 hours) is alone in the 4-6 hour bin: estimated at its middle.
+    assert everyone.median_hours == pytest.approx(5)
+    assert otto.median_hours == pytest.approx((0.75 + 5) / 2)
 
 
 def test_a_mentor_actor_is_held_to_their_own_sessions():

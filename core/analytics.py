@@ -404,25 +404,8 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
-# The count a session falls in, by its mark (None: pending) and the kind that marked it.
-_COUNT_OF_MARK: dict[tuple[bool | None, ActorKind | None], str] = {
-    (attended, kind): "pending"
-    if attended is None
-    else f"{'unattributed' if kind is None else kind.value.lower()}_{'attended' if attended else 'no_shows'}"
-    for attended in (None, True, False)
-    for kind in (None, *ActorKind)
-}
-
-
 class _Counts(Counter[str]):
     """Counts of held sessions (the names of ATTENDANCE_COUNTS and TIME_TO_MARK_BINS), with what follows from them."""
-
-    def add_sessions(self, attended: bool | None, marked_by: ActorKind | None, time_bin: int | None, n: int) -> None:
-        """Count `n` sessions with this mark (or none), attribution and bin of time to mark (or none)."""
-        self["sessions"] += n
-        self[_COUNT_OF_MARK[attended, marked_by]] += n
-        if time_bin is not None:
-            self[TIME_TO_MARK_BINS[time_bin]] += n
 
     @property
     def by_person(self) -> tuple[int, int]:
@@ -505,26 +488,47 @@ def _count_held(
                 for name, value in zip(names, sums, strict=True):
                     target[name] += int(value or 0)
 
+    # The rest from the bookings: grouped by key, mark and bin first (each booking's bin computed once), then
+    # summed into the tallies' counts, so that a row per key comes back.
     dialect = _dialect(session)
     key_column = {"mentor_id": _grouping(Booking.mentor_id), "week": _week_start(dialect, Booking.start_time)}.get(
         by or ""
     )
-    columns: list[Any] = [c for c in (key_column, Booking.attended, Booking.attendance_marked_by) if c is not None]
+    grouped: list[Any] = [Booking.attended.label("attended"), Booking.attendance_marked_by.label("marked_by")]
+    if key_column is not None:
+        grouped.insert(0, key_column.label("key"))
     if timed:
-        columns.append(_time_bin(dialect))
+        grouped.append(_time_bin(dialect).label("time_bin"))
     for start, end in raw:
         if start >= end:
             continue
-        for row in session.execute(
-            sa.select(*columns, sa.func.count()).where(*_held(start, end, mentor_id, now)).group_by(*columns)
-        ):
-            values = list(row)
-            key = _key(values.pop(0)) if by else None
-            found_bin = values.pop(2) if timed else None
-            attended, marked_by, n = values
+        groups = sa.select(*grouped, sa.func.count().label("n")).where(*_held(start, end, mentor_id, now))
+        g = groups.group_by(*(c.element for c in grouped)).subquery()
+        totals = [sa.func.sum(sa.case((condition, g.c.n), else_=0)) for condition in _conditions(g, names)]
+        stmt = sa.select(g.c.key, *totals).group_by(g.c.key) if by else sa.select(*totals)
+        for row in session.execute(stmt):
+            key = _key(row[0]) if by else None
             target = counts.setdefault(key, _Counts())
-            target.add_sessions(None if attended is None else bool(attended), marked_by, found_bin, n)
+            for name, value in zip(names, row[1:] if by else row, strict=True):
+                target[name] += int(value or 0)
     return counts
+
+
+def _conditions(g: sa.Subquery, names: Sequence[str]) -> list[sa.ColumnElement[bool]]:
+    """When a group of sessions (`g`: attended, marked_by, time_bin) counts in each of `names`."""
+    conditions: list[sa.ColumnElement[bool]] = []
+    for name in names:
+        if name == "sessions":
+            conditions.append(sa.true())
+        elif name == "pending":
+            conditions.append(g.c.attended.is_(None))
+        elif name in TIME_TO_MARK_BINS:
+            conditions.append(g.c.time_bin == TIME_TO_MARK_BINS.index(name))
+        else:
+            kind, mark = name.split("_", 1)
+            by = g.c.marked_by.is_(None) if kind == "unattributed" else g.c.marked_by == ActorKind(kind.title())
+            conditions.append(sa.and_(g.c.attended.is_(mark == "attended"), by))
+    return conditions
 
 
 def _key(value: Any) -> Any:
@@ -704,32 +708,35 @@ def tabulate_mentees(
     descending: bool = False,
     limit: int | None = None,
 ) -> tuple[MenteeRow, ...]:
-    """One row per mentee with held sessions in scope (see MenteeRow), sorted by any of its columns."""
+    """One row per mentee with held sessions in scope (see MenteeRow), sorted by any of its columns.
+
+    The first `limit` mentees with the most no-shows (the Analytics page's order) are found from the counted
+    no-shows alone, a few percent of the sessions, when at least `limit` mentees have one; only their rows are
+    then counted in full. Any other order counts every held session in scope.
+    """
+    held = _held(scope.since, scope.until, scope.mentor_id, now)
+    chosen = _most_no_shows(session, held, limit) if sort_by == "no_shows" and descending and limit else None
     mentee = _grouping(Booking.mentee_id)
-    totals = (
-        sa.select(
-            mentee.label("mentee_id"),
-            sa.func.count().label("sessions"),
-            _count(_MARKED, _BY_PERSON).label("marked"),
-            _count(_NO_SHOW, _BY_PERSON).label("no_shows"),
-            _count(_PENDING).label("pending"),
-        )
-        .where(*_held(scope.since, scope.until, scope.mentor_id, now))
-        .group_by(mentee)
-        .subquery()
+    counted = sa.select(
+        mentee.label("mentee_id"),
+        sa.func.count().label("sessions"),
+        _count(_MARKED, _BY_PERSON).label("marked"),
+        _count(_NO_SHOW, _BY_PERSON).label("no_shows"),
+        _count(_PENDING).label("pending"),
+    ).where(*held)
+    warned = sa.select(MenteeWarning.mentee_id, sa.func.count().label("active")).where(
+        MenteeWarning.revoked_at.is_(None)
     )
-    warnings = (
-        sa.select(MenteeWarning.mentee_id, sa.func.count().label("active"))
-        .where(MenteeWarning.revoked_at.is_(None))
-        .group_by(MenteeWarning.mentee_id)
-        .subquery()
+    reprobated = sa.select(Reprobation.mentee_id, sa.func.count().label("active")).where(
+        Reprobation.lifted_at.is_(None)
     )
-    reprobations = (
-        sa.select(Reprobation.mentee_id, sa.func.count().label("active"))
-        .where(Reprobation.lifted_at.is_(None))
-        .group_by(Reprobation.mentee_id)
-        .subquery()
-    )
+    if chosen is not None:
+        counted = counted.where(Booking.mentee_id.in_(chosen))
+        warned = warned.where(MenteeWarning.mentee_id.in_(chosen))
+        reprobated = reprobated.where(Reprobation.mentee_id.in_(chosen))
+    totals = counted.group_by(mentee).subquery()
+    warnings = warned.group_by(MenteeWarning.mentee_id).subquery()
+    reprobations = reprobated.group_by(Reprobation.mentee_id).subquery()
     columns: dict[str, sa.ColumnElement[Any]] = {
         "mentee_id": totals.c.mentee_id,
         "mentee": Mentee.name.expression,
@@ -763,6 +770,29 @@ def tabulate_mentees(
         )
         for row in session.execute(stmt)
     )
+
+
+def _most_no_shows(session: Session, held: list[sa.ColumnElement[bool]], limit: int) -> list[int] | None:
+    """The `limit` mentees with the most counted no-shows among the held sessions (then by name and id), or None
+    when fewer than `limit` mentees have one (the rest of the order is then mentees without any)."""
+    # One scan per kind of person: with `IN (Mentor, Admin)` SQLite would walk the pending sessions' index.
+    per_kind = [
+        sa.select(Booking.mentee_id.label("mentee_id"), sa.func.count().label("no_shows"))
+        .where(*held, _NO_SHOW, Booking.attendance_marked_by == kind)
+        .group_by(Booking.mentee_id)
+        for kind in PERSON_KINDS
+    ]
+    counted = sa.union_all(*per_kind).subquery()
+    chosen = list(
+        session.scalars(
+            sa.select(counted.c.mentee_id)
+            .join(Mentee, Mentee.id == counted.c.mentee_id)
+            .group_by(counted.c.mentee_id, Mentee.name)
+            .order_by(sa.func.sum(counted.c.no_shows).desc(), Mentee.name, counted.c.mentee_id)
+            .limit(limit)
+        )
+    )
+    return chosen if len(chosen) == limit else None
 
 
 def _backlog_bucket(now: datetime, low: timedelta, high: timedelta | None) -> sa.ColumnElement[bool]:

@@ -144,7 +144,17 @@ class Booking(Base):
             "attendance_marked_at",
         ),
         # The pending sessions of every mentor by how long they have waited (migration 0003).
-        sa.Index("ix_bookings_backlog", "attended", "status", "end_time", "start_time", "mentor_id"),
+        sa.Index("ix_bookings_backlog", "attended", "end_time", "status", "start_time", "mentor_id"),
+        # The no-shows marked by a person, by mentee: the mentees with the most of them (migration 0003).
+        sa.Index(
+            "ix_bookings_counted_no_shows",
+            "attended",
+            "attendance_marked_by",
+            "status",
+            "start_time",
+            "end_time",
+            "mentee_id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -332,6 +342,7 @@ attendance_tallies = sa.Table(
     Base.metadata,
     sa.Column("mentor_id", sa.ForeignKey("mentors.id"), primary_key=True),
     *_tally_columns(),
+    sa.Index("ix_attendance_tallies_week", "week"),
 )
 weekly_attendance_tallies = sa.Table("weekly_attendance_tallies", Base.metadata, *_tally_columns())
 # Per mentor and four weeks (`week` is the first Monday; the spans follow each other from Monday 1970-01-05 on).

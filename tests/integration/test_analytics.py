@@ -280,3 +280,51 @@ def test_compute_analytics_gathers_every_figure(factory, world, now):
     assert sum(r.sessions for r in analytics.by_mentor) == analytics.summary.current.sessions
     assert [r.mentee for r in analytics.by_mentee][-1] == "Ben Bauer"
     assert len(analytics.weekly) == 4
+
+
+def test_the_mentees_with_most_no_shows_are_the_first_of_the_whole_order(factory, now):
+    """The Analytics page's order (most no-shows first) is found from the no-shows alone when enough mentees have
+    one; the rows are those of the whole table, ties broken by name alike."""
+    with factory() as s:
+        maria, otto = add_mentor(s, "Maria Mentor"), add_mentor(s, "Otto Other")
+        start = at(5, 4)
+        for i in range(24):
+            mentee = add_mentee(s, f"Mentee {23 - i:02d}")
+            # 0 to 3 counted no-shows each, by a mentor or an admin; System's, cancelled and pending ones beside.
+            for j in range(i % 4):
+                add_booking(
+                    s,
+                    maria,
+                    mentee,
+                    start + timedelta(days=j, hours=i),
+                    attended=False,
+                    marked_by=MENTOR if j % 2 == 0 else ADMIN,
+                )
+            automated = add_booking(
+                s, otto, mentee, start + timedelta(days=5, hours=i), attended=False, marked_by=SYSTEM
+            )
+            add_booking(s, otto, mentee, start + timedelta(days=6, hours=i), attended=True, marked_by=MENTOR)
+            add_booking(s, otto, mentee, start + timedelta(days=7, hours=i))
+            add_booking(
+                s,
+                maria,
+                mentee,
+                start + timedelta(days=8, hours=i),
+                attended=False,
+                marked_by=MENTOR,
+                status=BookingStatus.CANCELLED,
+            )
+            if i % 5 == 0:
+                s.add(Warning(mentee_id=mentee, booking_id=automated, issued_at=now, issued_by=SYSTEM))
+        s.commit()
+    scope = Scope(at(5, 1, 0), at(6, 1, 0))
+    with factory() as s:
+        whole = tabulate_mentees(s, scope, now=now, sort_by="no_shows", descending=True)
+        for limit in (1, 6, 12, 18):  # 18 mentees have a no-show: each limit takes the quick path
+            assert (
+                tabulate_mentees(s, scope, now=now, sort_by="no_shows", descending=True, limit=limit) == whole[:limit]
+            )
+        # More than have a no-show: the rest of the order is mentees without one, by name.
+        assert tabulate_mentees(s, scope, now=now, sort_by="no_shows", descending=True, limit=20) == whole[:20]
+    assert [r.no_shows for r in whole[:7]] == [3] * 6 + [2]
+    assert [r.mentee for r in whole[:6]] == sorted(r.mentee for r in whole[:6])

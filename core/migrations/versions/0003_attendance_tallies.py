@@ -54,6 +54,8 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["mentor_id"], ["mentors.id"], name=op.f("fk_attendance_tallies_mentor_id_mentors")),
         sa.PrimaryKeyConstraint("mentor_id", "week", name=op.f("pk_attendance_tallies")),
     )
+    # Every mentor's few weeks at the edges of a range.
+    op.create_index("ix_attendance_tallies_week", "attendance_tallies", ["week"])
     op.create_table(
         "weekly_attendance_tallies",
         *_tally_columns(),
@@ -86,7 +88,12 @@ def upgrade() -> None:
             unique=False,
         )
         # The pending sessions by how long they have waited (the backlog), of every mentor.
-        batch_op.create_index("ix_bookings_backlog", ["attended", "status", "end_time", "start_time", "mentor_id"])
+        batch_op.create_index("ix_bookings_backlog", ["attended", "end_time", "status", "start_time", "mentor_id"])
+        # The no-shows marked by a person, by mentee: the mentees with the most of them.
+        batch_op.create_index(
+            "ix_bookings_counted_no_shows",
+            ["attended", "attendance_marked_by", "status", "start_time", "end_time", "mentee_id"],
+        )
 
     sql = SQL[op.get_bind().dialect.name]
     for table, (keys, span) in TALLIES.items():
@@ -116,10 +123,12 @@ def downgrade() -> None:
         for name in TRIGGER_NAMES:
             op.execute(f"DROP TRIGGER IF EXISTS {name}")
     with op.batch_alter_table("bookings", schema=None) as batch_op:
+        batch_op.drop_index("ix_bookings_counted_no_shows")
         batch_op.drop_index("ix_bookings_backlog")
         batch_op.drop_index("ix_bookings_analytics")
     op.drop_table("four_week_attendance_tallies")
     op.drop_table("weekly_attendance_tallies")
+    op.drop_index("ix_attendance_tallies_week", table_name="attendance_tallies")
     op.drop_table("attendance_tallies")
 
 

@@ -440,27 +440,71 @@ def _count_held(
     """The held sessions starting in `[since, until)` (of one mentor, or all), counted by `by` ("mentor_id",
     "week" or None for one total under the key None); `timed` adds the marks by hours to mark.
 
-    The whole weeks of the range whose sessions have all ended are read from the tallies (a row per week, or per
-    mentor and week, where the bookings are a million); the days at the edges of the range, and the weeks from
-    the first one holding a session that has not ended, are counted from the bookings, through an index that
-    covers them.
+    The tallies count every scheduled session of a week (a row per week, or per mentor and week, where the
+    bookings are a million). The range's whole weeks are read from them. Each partial week at an edge of the
+    range is counted from the bookings, either the days inside the range or, when fewer, the whole week from the
+    tally less the days outside the range. From the first week holding a session that has not ended on, those
+    sessions are taken away (a tally counts them, they are not held yet). The bookings are read through indexes
+    that cover them, and only for a few days.
     """
     if now.tzinfo is None:
         raise InvalidInput("now must be timezone-aware")
     names = ATTENDANCE_COUNTS + (TIME_TO_MARK_BINS if timed else ())
-    counts: dict[Any, _Counts] = {}
-    # Where the tallies stop answering: the first week holding a session that has not ended.
-    settled = weekly_attendance_tallies if mentor_id is None else attendance_tallies
-    unsettled = sa.select(sa.func.min(settled.c.week)).where(settled.c.last_end > now)
-    if mentor_id is not None:
-        unsettled = unsettled.where(settled.c.mentor_id == mentor_id)
-    first_week, end_week = _monday_at_or_after(since), _monday(until.astimezone(UTC).date())
-    first_unsettled = session.scalar(unsettled)
-    if first_unsettled is not None:
-        end_week = min(end_week, _as_date(first_unsettled))
-    raw = [(since, until)]
+    mine = [] if mentor_id is None else [Booking.mentor_id == mentor_id]
+    scheduled = [Booking.status == BookingStatus.SCHEDULED, *mine]
+    held = [*scheduled, Booking.end_time <= now]
+    # (sign, conditions) of the sessions counted from the bookings: +1 added, -1 taken away from the tallies.
+    from_bookings: list[tuple[int, list[sa.ColumnElement[bool]]]] = []
+
+    def between(start: datetime, end: datetime) -> list[sa.ColumnElement[bool]]:
+        return [Booking.start_time >= start, Booking.start_time < end]
+
+    def fewer_outside(inside: tuple[datetime, datetime], outside: tuple[datetime, datetime]) -> bool:
+        """Whether a week at an edge has fewer sessions outside the range than inside it (counted from an index)."""
+        count = [
+            sa.select(sa.func.count()).where(*between(*interval), *mine).scalar_subquery()
+            for interval in (inside, outside)
+        ]
+        return bool(session.scalar(sa.select(count[1] < count[0])))
+
+    # The weeks read from the tallies, [first, end): each edge week whole, less its sessions outside the range,
+    # when those are fewer than the ones inside; else its sessions inside the range, from the bookings.
+    first_week = _monday(since.astimezone(UTC).date())
+    week_after = _midnight(first_week) + WEEK
+    if _midnight(first_week) < since:
+        if since < until <= week_after or not fewer_outside((since, week_after), (_midnight(first_week), since)):
+            first_week += WEEK
+            from_bookings.append((+1, [*between(since, min(until, week_after)), *held]))
+        else:
+            from_bookings.append((-1, [*between(_midnight(first_week), since), *scheduled]))
+    end_week = _monday(until.astimezone(UTC).date())
+    if _midnight(end_week) < until:
+        if first_week <= end_week and fewer_outside((_midnight(end_week), until), (until, _midnight(end_week) + WEEK)):
+            end_week += WEEK
+            from_bookings.append((-1, [*between(until, _midnight(end_week)), *scheduled]))
+        else:
+            from_bookings.append((+1, [*between(_midnight(end_week), until), *held]))
+    if first_week >= end_week:
+        # A range of a few days, in one week or two: every session from the bookings.
+        first_week = end_week
+        from_bookings = [(+1, [*between(since, until), *held])]
+
+    parts: list[sa.Select[Any]] = []
     if first_week < end_week:
-        raw = [(since, _midnight(first_week)), (_midnight(end_week), until)]
+        # The sessions of the tallied weeks that have not ended: only in weeks whose latest end is after now.
+        settled = weekly_attendance_tallies if mentor_id is None else attendance_tallies
+        unsettled = sa.select(sa.func.min(settled.c.week)).where(
+            settled.c.last_end > now, settled.c.week >= first_week, settled.c.week < end_week
+        )
+        if mentor_id is not None:
+            unsettled = unsettled.where(settled.c.mentor_id == mentor_id)
+        first_unsettled = session.scalar(unsettled)
+        if first_unsettled is not None:
+            start = max(since, _midnight(_as_date(first_unsettled)))
+            from_bookings.append(
+                (-1, [*between(start, min(until, _midnight(end_week))), *scheduled, Booking.end_time > now])
+            )
+
         tally = weekly_attendance_tallies if mentor_id is None and by != "mentor_id" else attendance_tallies
         spans = [(tally, first_week, end_week)]
         if mentor_id is None and by == "mentor_id":
@@ -472,24 +516,18 @@ def _count_held(
                     (four_week_attendance_tallies, first_span, end_span),
                     (attendance_tallies, end_span, end_week),
                 ]
-        for table, start, end in spans:
-            if start >= end:
-                continue
-            group = [] if by is None else [table.c[by]]
-            stmt = sa.select(*group, *(sa.func.sum(table.c[name]) for name in names)).where(
-                table.c.week >= start, table.c.week < end
-            )
-            if mentor_id is not None:
-                stmt = stmt.where(table.c.mentor_id == mentor_id)
-            for row in session.execute(stmt.group_by(*group)):
-                key = _key(row[0]) if by else None
-                sums = row[1:] if by else row
-                target = counts.setdefault(key, _Counts())
-                for name, value in zip(names, sums, strict=True):
-                    target[name] += int(value or 0)
+        for table, start_week, end_of_span in spans:
+            if start_week < end_of_span:
+                group = [] if by is None else [table.c[by].label("key")]
+                part = sa.select(*group, *(sa.func.sum(table.c[name]).label(name) for name in names)).where(
+                    table.c.week >= start_week, table.c.week < end_of_span
+                )
+                if mentor_id is not None:
+                    part = part.where(table.c.mentor_id == mentor_id)
+                parts.append(part.group_by(*group))
 
-    # The rest from the bookings: grouped by key, mark and bin first (each booking's bin computed once), then
-    # summed into the tallies' counts, so that a row per key comes back.
+    # The sessions counted from the bookings: grouped by key, mark and bin first (each booking's bin computed
+    # once), then summed into the tallies' counts, with their sign.
     dialect = _dialect(session)
     key_column = {"mentor_id": _grouping(Booking.mentor_id), "week": _week_start(dialect, Booking.start_time)}.get(
         by or ""
@@ -499,18 +537,27 @@ def _count_held(
         grouped.insert(0, key_column.label("key"))
     if timed:
         grouped.append(_time_bin(dialect).label("time_bin"))
-    for start, end in raw:
-        if start >= end:
-            continue
-        groups = sa.select(*grouped, sa.func.count().label("n")).where(*_held(start, end, mentor_id, now))
-        g = groups.group_by(*(c.element for c in grouped)).subquery()
-        totals = [sa.func.sum(sa.case((condition, g.c.n), else_=0)) for condition in _conditions(g, names)]
-        stmt = sa.select(g.c.key, *totals).group_by(g.c.key) if by else sa.select(*totals)
-        for row in session.execute(stmt):
-            key = _key(row[0]) if by else None
-            target = counts.setdefault(key, _Counts())
-            for name, value in zip(names, row[1:] if by else row, strict=True):
-                target[name] += int(value or 0)
+    for sign, conditions in from_bookings:
+        g = (
+            sa.select(*grouped, sa.func.count().label("n"))
+            .where(*conditions)
+            .group_by(*(c.element for c in grouped))
+            .subquery()
+        )
+        totals = [
+            (sign * sa.func.sum(sa.case((condition, g.c.n), else_=0))).label(name)
+            for name, condition in zip(names, _conditions(g, names), strict=True)
+        ]
+        parts.append(sa.select(g.c.key, *totals).group_by(g.c.key) if by else sa.select(*totals))
+
+    # Every part summed by key in one statement: a row per key comes back.
+    every = sa.union_all(*parts).subquery()
+    sums = [sa.func.sum(every.c[name]) for name in names]
+    stmt = sa.select(every.c.key, *sums).group_by(every.c.key) if by else sa.select(*sums)
+    counts: dict[Any, _Counts] = {}
+    for row in session.execute(stmt):
+        values = row[1:] if by else row
+        counts[_key(row[0]) if by else None] = _Counts({n: int(v or 0) for n, v in zip(names, values, strict=True)})
     return counts
 
 

@@ -23,6 +23,7 @@ T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
 DEADLOCK_ATTEMPTS = 3
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+SQLITE_WAL_CHECKPOINT_PAGES = 10_000
 
 
 def make_engine(url: str, **kwargs: Any) -> sa.Engine:
@@ -66,6 +67,9 @@ def _configure_sqlite(engine: sa.Engine) -> None:
         if engine.url.database not in (None, "", ":memory:"):
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            # A checkpoint (copying the log into the database, with an fsync) every 10,000 pages instead of
+            # every 1,000: a mark writes 60-110 pages, so one commit in ~15 paid 20 ms for it, one in ~120 now.
+            cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_WAL_CHECKPOINT_PAGES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -118,7 +118,7 @@ class Booking(Base):
         # A mentor's pending sessions: scheduled, unmarked, ended.
         sa.Index("ix_bookings_mentor_pending", "mentor_id", "status", "attended", "end_time"),
         # A mentee's absences in a window, and the policy's counted absences.
-        sa.Index("ix_bookings_mentee_absences", "mentee_id", "attended", "start_time"),
+        sa.Index("ix_bookings_mentee_absences", "mentee_id", "attended", "attendance_marked_by", "start_time"),
         # A mentee's future scheduled bookings (cancelled by a reprobation).
         sa.Index("ix_bookings_mentee_future", "mentee_id", "status", "start_time"),
         # A mentor's overlapping bookings when a cancelled one is restored.

@@ -225,15 +225,15 @@ def authenticator_credentials(session: Session) -> dict[str, dict[str, dict[str,
     `{"usernames": {username: {"email", "name", "password": <bcrypt hash>, "roles": [role]}}}`;
     a disabled user is absent, so they cannot sign in.
     """
-    users = session.scalars(sa.select(User).where(User.disabled.is_(False)).order_by(User.username))
+    # Columns, not User objects: every page run reads this, and loading entities took most of its time.
+    users = session.execute(
+        sa.select(User.username, User.email, User.name, User.password_hash, User.role)
+        .where(User.disabled.is_(False))
+        .order_by(User.username)
+    )
     return {
         "usernames": {
-            user.username: {
-                "email": user.email or "",
-                "name": user.name,
-                "password": user.password_hash,
-                "roles": [user.role.value],
-            }
-            for user in users
+            username: {"email": email or "", "name": name, "password": password_hash, "roles": [role.value]}
+            for username, email, name, password_hash, role in users
         }
     }

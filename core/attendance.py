@@ -9,17 +9,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from core.audit import Actor, Operation, record
+from core.audit import Actor, Operation, new_entry, record_many
 from core.config import Policy
 from core.discipline import Consequences, lock_mentee, plan_policy, write_plan
 from core.errors import AlreadyMarked, InvalidAction, InvalidInput, NotAllowed, NotFound
 from core.models import ActorKind, Booking, BookingStatus, Mentee
 from core.policy import CountedAbsence
+
+# Statements built once with bound parameters: SQLAlchemy then reuses each one's cache key, which would cost
+# more to work out than these statements take to run.
+_MENTEE_OF_BOOKING = sa.select(Booking.mentee_id).where(Booking.id == sa.bindparam("booking_id"))
+_BOOKING = sa.select(Booking).where(Booking.id == sa.bindparam("booking_id")).execution_options(populate_existing=True)
+_BOOKING_AND_MENTEE = (
+    sa.select(Booking, Mentee.name)
+    .join(Mentee, Mentee.id == Booking.mentee_id)
+    .where(Booking.id == sa.bindparam("booking_id"))
+)
+_BOOKINGS = cast(sa.Table, Booking.__table__)
+_SET_ATTENDANCE = sa.update(_BOOKINGS).where(_BOOKINGS.c.id == sa.bindparam("booking_id"))
 
 
 @dataclass(frozen=True)
@@ -80,21 +93,28 @@ def _check_actor(booking_id: int, actor: Actor, reason: str | None) -> None:
         raise InvalidInput(f"booking {booking_id}: an admin acting for a mentor must give a reason")
 
 
-def _load_locked(session: Session, booking_id: int, actor: Actor, now: datetime) -> tuple[Booking, Mentee]:
+def _load_locked(session: Session, booking_id: int, actor: Actor, now: datetime) -> Booking:
     """The booking, after taking its mentee's lock and re-reading it, checked against the actor."""
     if now.tzinfo is None:
         raise InvalidInput("now must be timezone-aware")
-    mentee_id = session.scalar(sa.select(Booking.mentee_id).where(Booking.id == booking_id))
+    mentee_id = session.scalar(_MENTEE_OF_BOOKING, {"booking_id": booking_id})
     if mentee_id is None:
         raise NotFound(f"booking {booking_id} does not exist")
-    mentee = lock_mentee(session, mentee_id)
-    assert mentee is not None  # a booking's mentee is a foreign key
-    booking = session.scalars(
-        sa.select(Booking).where(Booking.id == booking_id).execution_options(populate_existing=True)
-    ).one()
+    locked = lock_mentee(session, mentee_id)
+    assert locked  # a booking's mentee is a foreign key
+    booking = session.execute(_BOOKING, {"booking_id": booking_id}).scalar_one()
     if actor.kind is ActorKind.MENTOR and booking.mentor_id != actor.mentor_id:
         raise NotAllowed(f"booking {booking_id} is not one of your sessions")
-    return booking, mentee
+    return booking
+
+
+def _set_attendance(session: Session, op: Operation, action: str, booking: Booking, **values: Any) -> None:
+    """Write the booking's attendance with one statement, keep the loaded booking in step, and record it."""
+    before = _state(booking)
+    session.execute(_SET_ATTENDANCE, {"booking_id": booking.id, **values})
+    for key, value in values.items():
+        set_committed_value(booking, key, value)
+    record_many(session, [new_entry(op, action, "booking", booking.id, before, _state(booking))])
 
 
 def _check_markable(booking: Booking, now: datetime) -> None:
@@ -120,17 +140,20 @@ def _mark(
     reason: str | None,
 ) -> MarkResult:
     _check_actor(booking_id, actor, reason)
-    booking, _ = _load_locked(session, booking_id, actor, now)
+    booking = _load_locked(session, booking_id, actor, now)
     _check_markable(booking, now)
     op = Operation(actor, now, reason)
-    before = _state(booking)
-    booking.attended = attended
-    booking.attendance_marked_by = actor.kind
-    booking.attendance_marked_by_name = actor.name
-    booking.attendance_marked_at = now
-    booking.attendance_reverted_at = None
-    record(session, op, "attendance.mark", "booking", booking.id, before, _state(booking))
-    session.flush()
+    _set_attendance(
+        session,
+        op,
+        "attendance.mark",
+        booking,
+        attended=attended,
+        attendance_marked_by=actor.kind,
+        attendance_marked_by_name=actor.name,
+        attendance_marked_at=now,
+        attendance_reverted_at=None,
+    )
     consequences = Consequences()
     if not attended:
         plan = plan_policy(session, booking.mentee_id, policy, now, for_update=True)
@@ -179,7 +202,7 @@ def reset_attendance(
     (with a reason). Re-applying the policy revokes warnings and lifts a reprobation that no longer hold.
     """
     _check_actor(booking_id, actor, reason)
-    booking, _ = _load_locked(session, booking_id, actor, now)
+    booking = _load_locked(session, booking_id, actor, now)
     if booking.attended is None:
         raise InvalidAction(f"booking {booking_id} is pending; there is no mark to reset")
     if actor.kind is ActorKind.MENTOR and booking.attendance_marked_by is not ActorKind.MENTOR:
@@ -189,13 +212,16 @@ def reset_attendance(
         ActorKind.ADMIN,
     )
     op = Operation(actor, now, reason)
-    before = _state(booking)
-    booking.attended = None
-    booking.attendance_marked_by = None
-    booking.attendance_marked_by_name = None
-    booking.attendance_marked_at = None
-    record(session, op, "attendance.reset", "booking", booking.id, before, _state(booking))
-    session.flush()
+    _set_attendance(
+        session,
+        op,
+        "attendance.reset",
+        booking,
+        attended=None,
+        attendance_marked_by=None,
+        attendance_marked_by_name=None,
+        attendance_marked_at=None,
+    )
     consequences = Consequences()
     if was_counted:
         plan = plan_policy(session, booking.mentee_id, policy, now, for_update=True)
@@ -207,9 +233,10 @@ def preview_no_show(session: Session, booking_id: int, *, actor: Actor, now: dat
     """What `mark_no_show` would cause now, with the same checks, writing nothing."""
     if now.tzinfo is None:
         raise InvalidInput("now must be timezone-aware")
-    booking = session.get(Booking, booking_id)
-    if booking is None:
+    found = session.execute(_BOOKING_AND_MENTEE, {"booking_id": booking_id}).one_or_none()
+    if found is None:
         raise NotFound(f"booking {booking_id} does not exist")
+    booking, mentee_name = found
     if actor.kind is ActorKind.MENTOR and booking.mentor_id != actor.mentor_id:
         raise NotAllowed(f"booking {booking_id} is not one of your sessions")
     if not actor.is_person:
@@ -220,7 +247,6 @@ def preview_no_show(session: Session, booking_id: int, *, actor: Actor, now: dat
     plan = plan_policy(
         session, booking.mentee_id, policy, now, extra_absence=CountedAbsence(booking.id, booking.start_time)
     )
-    mentee = session.get_one(Mentee, booking.mentee_id)
     consequences = Consequences(
         warnings_issued=list(plan.issue_warnings),
         warnings_revoked=list(plan.revoke_warnings),
@@ -232,8 +258,8 @@ def preview_no_show(session: Session, booking_id: int, *, actor: Actor, now: dat
     )
     return NoShowPreview(
         booking.id,
-        mentee.id,
-        mentee.name,
+        booking.mentee_id,
+        mentee_name,
         warning=booking.id in plan.issue_warnings,
         reprobation=plan.issue_reprobation is not None,
         bookings_cancelled=len(plan.cancel_bookings),

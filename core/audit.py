@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
+import sqlalchemy as sa
 from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
@@ -79,6 +81,41 @@ def record(
             reason=op.reason,
         )
     )
+
+
+def new_entry(
+    op: Operation,
+    action: str,
+    target_type: str,
+    target_id: int,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """One entry of the audit log, as a row for `record_many`."""
+    return {
+        "operation_id": op.id,
+        "at": op.now,
+        "actor_kind": op.actor.kind,
+        "actor_name": op.actor.name,
+        "action": action,
+        "target_type": target_type,
+        "target_id": target_id,
+        "before": before,
+        "after": after,
+        "reason": op.reason,
+    }
+
+
+def record_many(session: Session, entries: Sequence[dict[str, Any]]) -> None:
+    """Append entries (made by `new_entry`) to the audit log in one statement, in the caller's transaction, in
+    their order and after every entry `record` added before.
+
+    A Core insert of the table: a large revert writes tens of thousands of entries, and the ORM's bulk path
+    would add per-row bookkeeping that plain rows do not need.
+    """
+    if entries:
+        session.flush()  # what `record` added goes first, as it came first
+        session.execute(sa.insert(cast(sa.Table, AuditEntry.__table__)), entries)
 
 
 @event.listens_for(Session, "before_flush")

@@ -11,17 +11,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from core.audit import Operation, record
+from core.audit import Operation, new_entry, record, record_many
 from core.config import Policy
 from core.models import (
     PERSON_KINDS,
     ActorKind,
-    AuditEntry,
     Booking,
     BookingStatus,
     Mentee,
@@ -100,21 +99,56 @@ class Consequences:
         self.conflicts += other.conflicts
 
 
-def counted_absences_query(mentee_id: int) -> sa.Select[int, datetime]:
-    """No-shows marked by a person: the only absences the policy counts."""
-    return sa.select(Booking.id, Booking.start_time).where(
-        Booking.mentee_id == mentee_id,
-        Booking.attended.is_(False),
-        Booking.attendance_marked_by.in_(PERSON_KINDS),
+# The statements of one mentee's policy (a mark, a reset), built once with bound parameters: SQLAlchemy then
+# reuses each one's cache key, which would cost more to work out than these statements take to run.
+_LOCK_MENTEE = sa.select(Mentee.id).where(Mentee.id == sa.bindparam("mentee_id")).with_for_update()
+# No-shows marked by a person: the only absences the policy counts.
+_COUNTED_ABSENCES = sa.select(Booking.id, Booking.start_time).where(
+    Booking.mentee_id == sa.bindparam("mentee_id"),
+    Booking.attended.is_(False),
+    Booking.attendance_marked_by.in_(PERSON_KINDS),
+)
+_ACTIVE_WARNINGS = (
+    sa.select(Warning.id, Warning.booking_id, Warning.issued_by)
+    .where(Warning.mentee_id == sa.bindparam("mentee_id"), Warning.revoked_at.is_(None))
+    .order_by(Warning.id)
+)
+_ACTIVE_REPROBATIONS = (
+    sa.select(Reprobation.id, Reprobation.booking_id, Reprobation.issued_by)
+    .where(Reprobation.mentee_id == sa.bindparam("mentee_id"), Reprobation.lifted_at.is_(None))
+    .order_by(Reprobation.issued_at, Reprobation.id)
+)
+_FUTURE_BOOKINGS = (
+    sa.select(Booking.id)
+    .where(
+        Booking.mentee_id == sa.bindparam("mentee_id"),
+        Booking.status == BookingStatus.SCHEDULED,
+        Booking.start_time > sa.bindparam("now"),
     )
+    .order_by(Booking.start_time, Booking.id)
+)
+_BOOKING_STATES = sa.select(
+    Booking.id, Booking.status, Booking.cancelled_by, Booking.cancelled_by_name, Booking.reprobation_id
+).where(Booking.id.in_(sa.bindparam("ids", expanding=True)))
+# Writes are Core statements of the tables (the columns to set are the parameters given): they refresh no
+# object already loaded in the session, and none of the callers holds a warning, reprobation or booking
+# that a plan writes.
+_WARNINGS, _REPROBATIONS, _BOOKINGS = (cast(sa.Table, m.__table__) for m in (Warning, Reprobation, Booking))
+_NEW_WARNING = sa.insert(_WARNINGS).returning(_WARNINGS.c.id)
+_NEW_REPROBATION = sa.insert(_REPROBATIONS).returning(_REPROBATIONS.c.id)
+_WARNINGS_BY_ID = sa.update(_WARNINGS).where(_WARNINGS.c.id.in_(sa.bindparam("ids", expanding=True)))
+_REPROBATIONS_BY_ID = sa.update(_REPROBATIONS).where(_REPROBATIONS.c.id.in_(sa.bindparam("ids", expanding=True)))
+_BOOKINGS_BY_ID = sa.update(_BOOKINGS).where(_BOOKINGS.c.id.in_(sa.bindparam("ids", expanding=True)))
 
 
-def lock_mentee(session: Session, mentee_id: int) -> Mentee | None:
+def lock_mentee(session: Session, mentee_id: int) -> bool:
     """Take the mentee's row lock: every action that can change a mentee's discipline takes it first,
-    so two such actions on one mentee run one after the other, across processes."""
-    return session.scalar(
-        sa.select(Mentee).where(Mentee.id == mentee_id).with_for_update().execution_options(populate_existing=True)
-    )
+    so two such actions on one mentee run one after the other, across processes. False: no such mentee."""
+    return session.scalar(_LOCK_MENTEE, {"mentee_id": mentee_id}) is not None
+
+
+# One alias for every call: a statement built on a new alias costs as much again to run.
+_MINE = aliased(Booking, name="mine")
 
 
 def lock_future_slots(session: Session, mentee_ids: Iterable[int], now: datetime) -> None:
@@ -125,8 +159,13 @@ def lock_future_slots(session: Session, mentee_ids: Iterable[int], now: datetime
     these rows locked, the two slot checks run one after the other. Every lock is taken in one pass in
     ascending id order, so two such actions never wait for each other in a cycle. (Not the mentor's row: on
     MariaDB every write of a booking takes a shared lock on its mentor through the foreign key.)
+
+    SQLite has no row locks: there every writing transaction holds the database's write lock from its first
+    statement (`BEGIN IMMEDIATE`, see core.db), so the actions already run one after the other.
     """
-    mine = aliased(Booking)
+    if session.get_bind().dialect.name == "sqlite":
+        return
+    mine = _MINE
     wanted = sorted(set(mentee_ids))
     in_play: set[int] = set()
     for start in range(0, len(wanted), LOCK_CHUNK):
@@ -172,21 +211,14 @@ def plan_policy(
     (a revert of automated damage never touches a human decision). Pass `for_update` when the plan is to be
     written: a plan that restores or cancels bookings then locks them first (`lock_future_slots`).
     """
-    absences = [CountedAbsence(i, t) for i, t in session.execute(counted_absences_query(mentee_id))]
+    mentee = {"mentee_id": mentee_id}
+    absences = [CountedAbsence(i, t) for i, t in session.execute(_COUNTED_ABSENCES, mentee)]
     if without_absence is not None:
         absences = [a for a in absences if a.booking_id != without_absence]
     if extra_absence is not None:
         absences.append(extra_absence)
-    active_warnings = session.execute(
-        sa.select(Warning.id, Warning.booking_id, Warning.issued_by).where(
-            Warning.mentee_id == mentee_id, Warning.revoked_at.is_(None)
-        )
-    ).all()
-    active_reprobations = session.execute(
-        sa.select(Reprobation.id, Reprobation.booking_id, Reprobation.issued_by)
-        .where(Reprobation.mentee_id == mentee_id, Reprobation.lifted_at.is_(None))
-        .order_by(Reprobation.issued_at, Reprobation.id)
-    ).all()
+    active_warnings = session.execute(_ACTIVE_WARNINGS, mentee).all()
+    active_reprobations = session.execute(_ACTIVE_REPROBATIONS, mentee).all()
     issue, revoke, issue_reprobation, lift = _compare(
         absences, active_warnings, active_reprobations, policy, protect_person_issued
     )
@@ -199,18 +231,8 @@ def plan_policy(
         restore, conflicts = restorable_bookings(session, lift, now)
     cancel: tuple[int, ...] = ()
     if issue_reprobation is not None:
-        cancel = tuple(
-            session.scalars(
-                sa.select(Booking.id)
-                .where(
-                    Booking.mentee_id == mentee_id,
-                    Booking.status == BookingStatus.SCHEDULED,
-                    Booking.start_time > now,
-                )
-                .order_by(Booking.start_time, Booking.id)
-            )
-        )
-        cancel = tuple(sorted({*cancel, *restore}))
+        future = session.scalars(_FUTURE_BOOKINGS, {"mentee_id": mentee_id, "now": now})
+        cancel = tuple(sorted({*future, *restore}))
     return PolicyPlan(mentee_id, issue, revoke, issue_reprobation, tuple(lift), cancel, restore, conflicts)
 
 
@@ -263,30 +285,34 @@ def plan_policies(
     are to be written, take the mentees' locks and `lock_future_slots` for all of them first."""
     plans: list[PolicyPlan] = []
     wanted = sorted(set(mentee_ids))
+    # Plain column reads on the session's connection (after a flush, so they see what this transaction wrote):
+    # the ORM's handling of each row would add about half again to the ~100,000 rows of a large revert.
+    session.flush()
+    db = session.connection()
     for start in range(0, len(wanted), LOCK_CHUNK):
         chunk = wanted[start : start + LOCK_CHUNK]
         absences: defaultdict[int, list[CountedAbsence]] = defaultdict(list)
-        for mentee_id, booking_id, start_time in session.execute(
+        for mentee_id, booking_id, start_time in db.execute(
             sa.select(Booking.mentee_id, Booking.id, Booking.start_time).where(
                 Booking.mentee_id.in_(chunk),
                 Booking.attended.is_(False),
                 Booking.attendance_marked_by.in_(PERSON_KINDS),
             )
-        ):
+        ).all():
             absences[mentee_id].append(CountedAbsence(booking_id, start_time))
         warnings: defaultdict[int, list[_Issued]] = defaultdict(list)
-        for mentee_id, warning_id, cause, issued_by in session.execute(
+        for mentee_id, warning_id, cause, issued_by in db.execute(
             sa.select(Warning.mentee_id, Warning.id, Warning.booking_id, Warning.issued_by)
             .where(Warning.mentee_id.in_(chunk), Warning.revoked_at.is_(None))
             .order_by(Warning.mentee_id, Warning.id)
-        ):
+        ).all():
             warnings[mentee_id].append((warning_id, cause, issued_by))
         reprobations: defaultdict[int, list[_Issued]] = defaultdict(list)
-        for mentee_id, reprobation_id, cause, issued_by in session.execute(
+        for mentee_id, reprobation_id, cause, issued_by in db.execute(
             sa.select(Reprobation.mentee_id, Reprobation.id, Reprobation.booking_id, Reprobation.issued_by)
             .where(Reprobation.mentee_id.in_(chunk), Reprobation.lifted_at.is_(None))
             .order_by(Reprobation.mentee_id, Reprobation.issued_at, Reprobation.id)
-        ):
+        ).all():
             reprobations[mentee_id].append((reprobation_id, cause, issued_by))
         compared = {
             m: _compare(absences[m], warnings[m], reprobations[m], policy, protect_person_issued) for m in chunk
@@ -295,7 +321,7 @@ def plan_policies(
         future: defaultdict[int, list[int]] = defaultdict(list)
         reprobated = [m for m, (_, _, cause, _) in compared.items() if cause is not None]
         if reprobated:
-            for mentee_id, booking_id in session.execute(
+            for mentee_id, booking_id in db.execute(
                 sa.select(Booking.mentee_id, Booking.id)
                 .where(
                     Booking.mentee_id.in_(reprobated),
@@ -303,7 +329,7 @@ def plan_policies(
                     Booking.start_time > now,
                 )
                 .order_by(Booking.start_time, Booking.id)
-            ):
+            ).all():
                 future[mentee_id].append(booking_id)
         for m in chunk:
             issue, revoke, issue_reprobation, lift = compared[m]
@@ -344,40 +370,44 @@ def _restorable_by_mentee(
     return {m: (tuple(restore[m]), tuple(conflicts[m])) for m in {*restore, *conflicts}}
 
 
+_OTHER = aliased(Booking, name="other")
+# Built once (a statement built on a new alias costs far more to run than to answer): each booking these
+# reprobations cancelled that is still cancelled, whether its mentor is active, and whether another scheduled
+# booking of the mentor overlaps it. Only a session still to come needs the slot check (one already begun is in
+# conflict anyway), and probing the calendar after a long-past session would read the mentor's whole history.
+_CANCELLED_BY_REPROBATIONS = (
+    sa.select(
+        Booking.id,
+        Booking.mentee_id,
+        Booking.start_time,
+        Mentor.active,
+        sa.case(
+            (
+                Booking.start_time > sa.bindparam("now"),
+                sa.select(_OTHER.id)
+                .where(
+                    _OTHER.mentor_id == Booking.mentor_id,
+                    _OTHER.id != Booking.id,
+                    _OTHER.status == BookingStatus.SCHEDULED,
+                    _OTHER.start_time < Booking.end_time,
+                    _OTHER.end_time > Booking.start_time,
+                )
+                .exists(),
+            )
+        ),
+    )
+    .join(Mentor, Mentor.id == Booking.mentor_id)
+    .where(Booking.reprobation_id.in_(sa.bindparam("ids", expanding=True)), Booking.status == BookingStatus.CANCELLED)
+    .order_by(Booking.start_time, Booking.id)
+)
+
+
 def _restorable_rows(
     session: Session, reprobation_ids: list[int], now: datetime
 ) -> list[tuple[int, int, Conflict | None]]:
     """(booking id, mentee id, why it cannot be restored or None) of each booking these reprobations
     cancelled that is still cancelled, in session order."""
-    other = aliased(Booking)
-    overlapping = (
-        sa.select(other.id)
-        .where(
-            other.mentor_id == Booking.mentor_id,
-            other.id != Booking.id,
-            other.status == BookingStatus.SCHEDULED,
-            other.start_time < Booking.end_time,
-            other.end_time > Booking.start_time,
-        )
-        .exists()
-    )
-    rows = session.execute(
-        # Only a session still to come needs the slot check (one already begun is in conflict anyway), and
-        # probing the calendar after a long-past session would read the mentor's whole history since.
-        sa.select(
-            Booking.id,
-            Booking.mentee_id,
-            Booking.start_time,
-            Mentor.active,
-            sa.case((Booking.start_time > now, overlapping)),
-        )
-        .join(Mentor, Mentor.id == Booking.mentor_id)
-        .where(
-            Booking.reprobation_id.in_(reprobation_ids),
-            Booking.status == BookingStatus.CANCELLED,
-        )
-        .order_by(Booking.start_time, Booking.id)
-    ).all()
+    rows = session.execute(_CANCELLED_BY_REPROBATIONS, {"ids": reprobation_ids, "now": now}).all()
     verdicts: list[tuple[int, int, Conflict | None]] = []
     for booking_id, mentee_id, start_time, mentor_active, slot_taken in rows:
         if start_time <= now:
@@ -391,111 +421,118 @@ def _restorable_rows(
     return verdicts
 
 
-def _booking_state(b: Booking) -> dict[str, Any]:
-    return {
-        "status": b.status.value,
-        "cancelled_by": b.cancelled_by.value if b.cancelled_by else None,
-        "cancelled_by_name": b.cancelled_by_name,
-        "reprobation_id": b.reprobation_id,
-    }
-
-
 def write_plan(session: Session, plan: PolicyPlan, op: Operation) -> Consequences:
-    """Write a plan made in this transaction (after `lock_mentee`, with `for_update`), attributed to `op`."""
+    """Write a plan made in this transaction (after `lock_mentee`, with `for_update`), attributed to `op`.
+
+    One statement per kind of change, whatever the number of rows; the audit entries follow, in this order:
+    warnings revoked, warnings issued, reprobations lifted, bookings restored, the reprobation issued,
+    bookings cancelled.
+    """
+    actor, at = op.actor, op.now.isoformat()
     done = Consequences(conflicts=list(plan.conflicts))
-    actor = op.actor
-    for warning_id in plan.revoke_warnings:
-        warning = session.get_one(Warning, warning_id)
-        warning.revoked_at, warning.revoked_by, warning.revoked_by_name = op.now, actor.kind, actor.name
-        record(
-            session,
-            op,
-            "warning.revoke",
-            "warning",
-            warning_id,
-            {"revoked_at": None},
-            {"revoked_at": op.now.isoformat()},
+    entries: list[tuple[str, str, int, dict[str, Any] | None, dict[str, Any]]] = []
+    if plan.revoke_warnings:
+        session.execute(
+            _WARNINGS_BY_ID,
+            {
+                "ids": plan.revoke_warnings,
+                "revoked_at": op.now,
+                "revoked_by": actor.kind,
+                "revoked_by_name": actor.name,
+            },
         )
-        done.warnings_revoked.append(warning_id)
+        for warning_id in plan.revoke_warnings:
+            entries.append(("warning.revoke", "warning", warning_id, {"revoked_at": None}, {"revoked_at": at}))
+        done.warnings_revoked.extend(plan.revoke_warnings)
+    issued = {"mentee_id": plan.mentee_id, "issued_at": op.now, "issued_by": actor.kind, "issued_by_name": actor.name}
     for cause in plan.issue_warnings:
-        warning = Warning(
-            mentee_id=plan.mentee_id,
-            booking_id=cause,
-            issued_at=op.now,
-            issued_by=actor.kind,
-            issued_by_name=actor.name,
+        warning_id = session.execute(_NEW_WARNING, {**issued, "booking_id": cause}).scalar_one()
+        after = {"mentee_id": plan.mentee_id, "booking_id": cause}
+        entries.append(("warning.issue", "warning", warning_id, None, after))
+        done.warnings_issued.append(warning_id)
+    if plan.lift_reprobations:
+        session.execute(
+            _REPROBATIONS_BY_ID,
+            {"ids": plan.lift_reprobations, "lifted_at": op.now, "lifted_by": actor.kind, "lifted_by_name": actor.name},
         )
-        session.add(warning)
-        session.flush()
-        record(
+        for reprobation_id in plan.lift_reprobations:
+            entries.append(("reprobation.lift", "reprobation", reprobation_id, {"lifted_at": None}, {"lifted_at": at}))
+        done.reprobations_lifted.extend(plan.lift_reprobations)
+    cancel = plan.cancel_bookings if plan.issue_reprobation is not None else ()
+    # What each booking to restore or cancel looks like now: the audit entries' "before".
+    states = _booking_states(session, [*plan.restore_bookings, *cancel])
+    if plan.restore_bookings:
+        _update_bookings(
             session,
-            op,
-            "warning.issue",
-            "warning",
-            warning.id,
-            None,
-            {"mentee_id": plan.mentee_id, "booking_id": cause},
+            plan.restore_bookings,
+            status=BookingStatus.SCHEDULED,
+            restored_at=op.now,
+            restored_by=actor.kind,
+            restored_by_name=actor.name,
         )
-        done.warnings_issued.append(warning.id)
-    for reprobation_id in plan.lift_reprobations:
-        reprobation = session.get_one(Reprobation, reprobation_id)
-        reprobation.lifted_at, reprobation.lifted_by = op.now, actor.kind
-        reprobation.lifted_by_name = actor.name
-        record(
-            session,
-            op,
-            "reprobation.lift",
-            "reprobation",
-            reprobation.id,
-            {"lifted_at": None},
-            {"lifted_at": op.now.isoformat()},
-        )
-        done.reprobations_lifted.append(reprobation.id)
-    for booking_id in plan.restore_bookings:
-        booking = session.get_one(Booking, booking_id)
-        before = _booking_state(booking)
-        booking.status = BookingStatus.SCHEDULED
-        booking.restored_at, booking.restored_by, booking.restored_by_name = op.now, actor.kind, actor.name
-        record(session, op, "booking.restore", "booking", booking_id, before, _booking_state(booking))
-        done.bookings_restored.append(booking_id)
+        for booking_id in plan.restore_bookings:
+            before = states[booking_id]
+            states[booking_id] = {**before, "status": BookingStatus.SCHEDULED.value}
+            entries.append(("booking.restore", "booking", booking_id, before, states[booking_id]))
+        done.bookings_restored.extend(plan.restore_bookings)
     if plan.issue_reprobation is not None:
-        reprobation = Reprobation(
-            mentee_id=plan.mentee_id,
-            booking_id=plan.issue_reprobation,
-            issued_at=op.now,
-            issued_by=actor.kind,
-            issued_by_name=actor.name,
-        )
-        session.add(reprobation)
-        session.flush()
-        record(
+        reprobation_id = session.execute(
+            _NEW_REPROBATION, {**issued, "booking_id": plan.issue_reprobation}
+        ).scalar_one()
+        after = {"mentee_id": plan.mentee_id, "booking_id": plan.issue_reprobation}
+        entries.append(("reprobation.issue", "reprobation", reprobation_id, None, after))
+        done.reprobations_issued.append(reprobation_id)
+        _update_bookings(
             session,
-            op,
-            "reprobation.issue",
-            "reprobation",
-            reprobation.id,
-            None,
-            {"mentee_id": plan.mentee_id, "booking_id": plan.issue_reprobation},
+            cancel,
+            status=BookingStatus.CANCELLED,
+            cancelled_at=op.now,
+            cancelled_by=actor.kind,
+            cancelled_by_name=actor.name,
+            cancellation_reason=CANCELLED_BY_REPROBATION,
+            reprobation_id=reprobation_id,
+            restored_at=None,
+            restored_by=None,
+            restored_by_name=None,
         )
-        done.reprobations_issued.append(reprobation.id)
-        for booking_id in plan.cancel_bookings:
-            booking = session.get_one(Booking, booking_id)
-            before = _booking_state(booking)
-            booking.status = BookingStatus.CANCELLED
-            booking.cancelled_at, booking.cancelled_by, booking.cancelled_by_name = (
-                op.now,
-                actor.kind,
-                actor.name,
-            )
-            booking.cancellation_reason = CANCELLED_BY_REPROBATION
-            booking.reprobation_id = reprobation.id
-            booking.restored_at = booking.restored_by = booking.restored_by_name = None
-            record(session, op, "booking.cancel", "booking", booking_id, before, _booking_state(booking))
-            done.bookings_cancelled.append(booking_id)
+        cancelled = {
+            "status": BookingStatus.CANCELLED.value,
+            "cancelled_by": actor.kind.value,
+            "cancelled_by_name": actor.name,
+            "reprobation_id": reprobation_id,
+        }
+        for booking_id in cancel:
+            entries.append(("booking.cancel", "booking", booking_id, states[booking_id], cancelled))
+        done.bookings_cancelled.extend(cancel)
+    for entry in entries:
+        record(session, op, *entry)
     session.flush()
     # Tell the mentee in this same transaction (the notice is written just before it commits).
     queue_consequence_notices(session, op, plan.mentee_id, done)
     return done
+
+
+def _booking_states(session: Session, booking_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The state of each booking as the audit log records a cancellation or a restoration."""
+    states: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(booking_ids), LOCK_CHUNK):
+        chunk = {"ids": booking_ids[start : start + LOCK_CHUNK]}
+        for booking_id, status, cancelled_by, cancelled_by_name, reprobation_id in session.execute(
+            _BOOKING_STATES, chunk
+        ):
+            states[booking_id] = {
+                "status": status.value,
+                "cancelled_by": cancelled_by.value if cancelled_by else None,
+                "cancelled_by_name": cancelled_by_name,
+                "reprobation_id": reprobation_id,
+            }
+    return states
+
+
+def _update_bookings(session: Session, booking_ids: Sequence[int], **values: Any) -> None:
+    """Set these columns of these bookings (a Core statement: see `_BOOKINGS_BY_ID`)."""
+    for start in range(0, len(booking_ids), LOCK_CHUNK):
+        session.execute(_BOOKINGS_BY_ID, {"ids": booking_ids[start : start + LOCK_CHUNK], **values})
 
 
 def write_plans(session: Session, plans: Sequence[PolicyPlan], op: Operation) -> Consequences:
@@ -520,47 +557,22 @@ def _write_withdrawals(session: Session, plans: Sequence[PolicyPlan], op: Operat
     done = Consequences()
     if not plans:
         return done
-    actor, at = op.actor, op.now.isoformat()
+    actor = op.actor
+    revoked, lifted = {"revoked_at": op.now.isoformat()}, {"lifted_at": op.now.isoformat()}
     restored = [b for p in plans for b in p.restore_bookings]
-    before: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(restored), LOCK_CHUNK):
-        for booking_id, status, cancelled_by, cancelled_by_name, reprobation_id in session.execute(
-            sa.select(
-                Booking.id, Booking.status, Booking.cancelled_by, Booking.cancelled_by_name, Booking.reprobation_id
-            ).where(Booking.id.in_(restored[start : start + LOCK_CHUNK]))
-        ):
-            before[booking_id] = {
-                "status": status.value,
-                "cancelled_by": cancelled_by.value if cancelled_by else None,
-                "cancelled_by_name": cancelled_by_name,
-                "reprobation_id": reprobation_id,
-            }
+    before = _booking_states(session, restored)
     entries: list[dict[str, Any]] = []
-
-    def entry(action: str, target_type: str, target_id: int, old: Any, new: Any) -> None:
-        entries.append(
-            {
-                "operation_id": op.id,
-                "at": op.now,
-                "actor_kind": actor.kind,
-                "actor_name": actor.name,
-                "action": action,
-                "target_type": target_type,
-                "target_id": target_id,
-                "before": old,
-                "after": new,
-                "reason": op.reason,
-            }
-        )
-
     for plan in plans:
         for warning_id in plan.revoke_warnings:
-            entry("warning.revoke", "warning", warning_id, {"revoked_at": None}, {"revoked_at": at})
+            entries.append(new_entry(op, "warning.revoke", "warning", warning_id, {"revoked_at": None}, revoked))
         for reprobation_id in plan.lift_reprobations:
-            entry("reprobation.lift", "reprobation", reprobation_id, {"lifted_at": None}, {"lifted_at": at})
+            entries.append(
+                new_entry(op, "reprobation.lift", "reprobation", reprobation_id, {"lifted_at": None}, lifted)
+            )
         for booking_id in plan.restore_bookings:
             state = before[booking_id]
-            entry("booking.restore", "booking", booking_id, state, {**state, "status": BookingStatus.SCHEDULED.value})
+            after = {**state, "status": BookingStatus.SCHEDULED.value}
+            entries.append(new_entry(op, "booking.restore", "booking", booking_id, state, after))
         mine = Consequences(
             warnings_revoked=list(plan.revoke_warnings),
             reprobations_lifted=list(plan.lift_reprobations),
@@ -581,16 +593,15 @@ def _write_withdrawals(session: Session, plans: Sequence[PolicyPlan], op: Operat
             .where(Reprobation.id.in_(done.reprobations_lifted[start : start + LOCK_CHUNK]))
             .values(lifted_at=op.now, lifted_by=actor.kind, lifted_by_name=actor.name)
         )
-    for start in range(0, len(restored), LOCK_CHUNK):
-        session.execute(
-            sa.update(Booking)
-            .where(Booking.id.in_(restored[start : start + LOCK_CHUNK]))
-            .values(
-                status=BookingStatus.SCHEDULED, restored_at=op.now, restored_by=actor.kind, restored_by_name=actor.name
-            )
-        )
-    if entries:
-        session.execute(sa.insert(AuditEntry), entries)
+    _update_bookings(
+        session,
+        restored,
+        status=BookingStatus.SCHEDULED,
+        restored_at=op.now,
+        restored_by=actor.kind,
+        restored_by_name=actor.name,
+    )
+    record_many(session, entries)
     return done
 
 

@@ -43,8 +43,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from functools import cached_property
 from string import Template
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple, cast
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -71,6 +72,7 @@ if TYPE_CHECKING:
     from core.discipline import Consequences
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 
 # Kinds of message (the `kind` column).
 WARNING_ISSUED = "warning_issued"
@@ -127,12 +129,14 @@ def _when(start: datetime, end: datetime) -> str:
     """ "Wed 3 Jun 2026, 14:00-15:00 UTC"."""
     start, end = start.astimezone(UTC), end.astimezone(UTC)
 
-    def day(d: datetime) -> str:
-        return f"{d:%a} {d.day} {d:%b %Y}"
+    # One strftime per moment (the day of the month, without its leading zero, put in the format): a large
+    # revert names tens of thousands of sessions.
+    def day_and_time(d: datetime) -> str:
+        return d.strftime(f"%a {d.day} %b %Y %H:%M")
 
     if start.date() == end.date():
-        return f"{day(start)}, {start:%H:%M}-{end:%H:%M} UTC"
-    return f"{day(start)} {start:%H:%M} UTC to {day(end)} {end:%H:%M} UTC"
+        return start.strftime(f"%a {start.day} %b %Y, %H:%M-{end.hour:02}:{end.minute:02} UTC")
+    return f"{day_and_time(start)} UTC to {day_and_time(end)} UTC"
 
 
 def _count(n: int, word: str) -> str:
@@ -182,27 +186,37 @@ class _Slot:
     mentee: str
     mentor_active: bool
     marked_by: ActorKind | None
-
-    @property
-    def when(self) -> str:
-        return _when(self.start, self.end)
+    # `when` and the lines below are made once per booking: a large revert names one booking in several
+    # messages (its mentee's correction and its mentor's pending list), and formatting times dominates.
+    when: str
 
     @property
     def marked_by_text(self) -> str:
         return t.MARKED_BY[self.marked_by.value if self.marked_by else ""]
 
+    @cached_property
     def with_mentor(self) -> str:
         return t.LINES["session_with_mentor"].substitute(when=self.when, mentor=_one_line(self.mentor))
 
+    @cached_property
     def with_mentee(self) -> str:
         return t.LINES["session_with_mentee"].substitute(when=self.when, mentee=_one_line(self.mentee))
+
+
+def _rows(session: Session, statement: sa.Select[*Ts]) -> Sequence[sa.Row[*Ts]]:
+    """The rows of a plain column read, run on the session's connection after a flush (so that it sees what
+    this transaction wrote): the ORM's handling of each row would add about half again to the tens of
+    thousands of rows a large revert reads."""
+    session.flush()
+    return session.connection().execute(statement).all()
 
 
 def _slots(session: Session, booking_ids: Iterable[int]) -> dict[int, _Slot]:
     ids = sorted(set(booking_ids))
     slots: dict[int, _Slot] = {}
     for chunk in _chunks(ids):
-        rows = session.execute(
+        rows = _rows(
+            session,
             sa.select(
                 Booking.id,
                 Booking.mentee_id,
@@ -216,9 +230,9 @@ def _slots(session: Session, booking_ids: Iterable[int]) -> dict[int, _Slot]:
             )
             .join(Mentor, Mentor.id == Booking.mentor_id)
             .join(Mentee, Mentee.id == Booking.mentee_id)
-            .where(Booking.id.in_(chunk))
+            .where(Booking.id.in_(chunk)),
         )
-        slots.update((row[0], _Slot(*row)) for row in rows)
+        slots.update((row[0], _Slot(*row, when=_when(row[3], row[4]))) for row in rows)
     return slots
 
 
@@ -255,30 +269,43 @@ def _new_message(
     }
 
 
+def _insert_messages(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert messages made by `_new_message`, in one executemany. A Core insert of the table: the ORM's bulk
+    path would add per-row bookkeeping that these plain rows do not need (a large revert queues tens of
+    thousands)."""
+    if rows:
+        session.execute(sa.insert(cast(sa.Table, Notification.__table__)), rows)
+
+
 # --- one notice per mentee per action ---------------------------------------------------------------------------
 
 
 @dataclass
 class _Changes:
-    """What one operation changed for one mentee, accumulated over the `write_plan` calls of the operation."""
+    """What one operation changed for one mentee, accumulated over the `write_plan` calls of the operation.
+
+    Tuples, not lists: a large revert holds one of these per mentee until it replaces them, and the empty tuple
+    is shared, so most of them cost one object rather than eight (fewer objects for the garbage collector to
+    walk again and again).
+    """
 
     now: datetime
-    warnings_issued: list[int] = field(default_factory=list)
-    warnings_revoked: list[int] = field(default_factory=list)
-    reprobations_issued: list[int] = field(default_factory=list)
-    reprobations_lifted: list[int] = field(default_factory=list)
-    bookings_cancelled: list[int] = field(default_factory=list)
-    bookings_restored: list[int] = field(default_factory=list)
-    conflicts: dict[int, str] = field(default_factory=dict)  # booking id -> ConflictReason value
+    warnings_issued: tuple[int, ...] = ()
+    warnings_revoked: tuple[int, ...] = ()
+    reprobations_issued: tuple[int, ...] = ()
+    reprobations_lifted: tuple[int, ...] = ()
+    bookings_cancelled: tuple[int, ...] = ()
+    bookings_restored: tuple[int, ...] = ()
+    conflicts: tuple[tuple[int, str], ...] = ()  # (booking id, ConflictReason value); a later one prevails
 
     def add(self, done: Consequences) -> None:
-        self.warnings_issued += done.warnings_issued
-        self.warnings_revoked += done.warnings_revoked
-        self.reprobations_issued += done.reprobations_issued
-        self.reprobations_lifted += done.reprobations_lifted
-        self.bookings_cancelled += done.bookings_cancelled
-        self.bookings_restored += done.bookings_restored
-        self.conflicts.update((c.booking_id, str(c.reason)) for c in done.conflicts)
+        self.warnings_issued += tuple(done.warnings_issued)
+        self.warnings_revoked += tuple(done.warnings_revoked)
+        self.reprobations_issued += tuple(done.reprobations_issued)
+        self.reprobations_lifted += tuple(done.reprobations_lifted)
+        self.bookings_cancelled += tuple(done.bookings_cancelled)
+        self.bookings_restored += tuple(done.bookings_restored)
+        self.conflicts += tuple((c.booking_id, str(c.reason)) for c in done.conflicts)
 
 
 def _tells_something(done: Consequences) -> bool:
@@ -307,7 +334,11 @@ def queue_consequence_notices(session: Session, op: Operation, mentee_id: int, d
     """
     if not _tells_something(done):
         return
-    _pending(session).setdefault((op.id, mentee_id), _Changes(op.now)).add(done)
+    pending = _pending(session)
+    changes = pending.get((op.id, mentee_id))
+    if changes is None:
+        changes = pending[op.id, mentee_id] = _Changes(op.now)
+    changes.add(done)
 
 
 @event.listens_for(Session, "before_commit")
@@ -333,7 +364,8 @@ def _write_action_notices(session: Session) -> None:
         [
             *warning_cause.values(),
             *reprobation_cause.values(),
-            *(b for c in pending.values() for b in (*c.bookings_cancelled, *c.bookings_restored, *c.conflicts)),
+            *(b for c in pending.values() for b in (*c.bookings_cancelled, *c.bookings_restored)),
+            *(b for c in pending.values() for b, _ in c.conflicts),
         ],
     )
     people = {m: (name, email) for m, name, email in _people(session, Mentee, sorted({m for _, m in pending}))}
@@ -354,7 +386,7 @@ def _write_action_notices(session: Session) -> None:
                 dedup_key=f"{ACTION_KEY_PREFIX}{op_id}:{mentee_id}",
             )
         )
-    session.execute(sa.insert(Notification), rows)
+    _insert_messages(session, rows)
 
 
 @event.listens_for(Session, "after_transaction_end")
@@ -377,7 +409,8 @@ def _render_action_notice(
     # again did not change for the mentee.
     cancelled = [b for b in c.bookings_cancelled if b not in c.bookings_restored]
     restored = [b for b in c.bookings_restored if b not in c.bookings_cancelled]
-    not_restored = [] if issued else [b for b in c.conflicts if b not in c.bookings_restored]
+    conflicts = dict(c.conflicts)
+    not_restored = [] if issued else [b for b in conflicts if b not in c.bookings_restored]
 
     def cause(booking_id: int) -> dict[str, str]:
         slot = slots[booking_id]
@@ -390,15 +423,15 @@ def _render_action_notice(
         else:
             sections.append(t.SECTIONS["reprobation_issued"].substitute(cause(issued[-1])))
         if cancelled:
-            lines = [s.with_mentor() for s in _by_time(slots[b] for b in cancelled)]
+            lines = [s.with_mentor for s in _by_time(slots[b] for b in cancelled)]
             sections.append(t.SECTIONS["sessions_cancelled"].substitute(list=_listing(lines)))
     elif c.reprobations_lifted:
         sections.append(t.SECTIONS["reprobation_lifted"].substitute())
     if restored:
-        lines = [s.with_mentor() for s in _by_time(slots[b] for b in restored)]
+        lines = [s.with_mentor for s in _by_time(slots[b] for b in restored)]
         sections.append(t.SECTIONS["sessions_restored"].substitute(list=_listing(lines)))
     if not_restored:
-        sections.append(_not_restored_section([(slots[b], c.conflicts[b]) for b in not_restored]))
+        sections.append(_not_restored_section([(slots[b], conflicts[b]) for b in not_restored]))
     for wid in c.warnings_issued:
         sections.append(t.SECTIONS["warning_issued"].substitute(cause(warning_cause[wid])))
     for wid in c.warnings_revoked:
@@ -461,7 +494,8 @@ def queue_revert_corrections(session: Session, op: Operation, reset_booking_ids:
         del pending[key]
 
     targets: dict[str, list[int]] = defaultdict(list)
-    for action, target_id in session.execute(
+    for action, target_id in _rows(
+        session,
         sa.select(AuditEntry.action, AuditEntry.target_id)
         .where(
             AuditEntry.operation_id == op.id,
@@ -469,13 +503,13 @@ def queue_revert_corrections(session: Session, op: Operation, reset_booking_ids:
                 ("warning.revoke", "reprobation.lift", "booking.restore", "reprobation.issue", "booking.cancel")
             ),
         )
-        .order_by(AuditEntry.id)
+        .order_by(AuditEntry.id),
     ):
         targets[action].append(target_id)
 
     revoked: list[tuple[int, int]] = []  # (mentee id, cause booking id)
     for chunk in _chunks(targets["warning.revoke"]):
-        revoked += session.execute(sa.select(Warning.mentee_id, Warning.booking_id).where(Warning.id.in_(chunk)))
+        revoked += _rows(session, sa.select(Warning.mentee_id, Warning.booking_id).where(Warning.id.in_(chunk)))
     lifted_mentees: set[int] = set()
     not_restored_ids: list[int] = []
     for chunk in _chunks(targets["reprobation.lift"]):
@@ -533,17 +567,18 @@ def queue_revert_corrections(session: Session, op: Operation, reset_booking_ids:
     for slot in not_restored:
         of_mentee["not_restored"][slot.mentee_id].append(slot)
     rows: list[dict[str, Any]] = []
+    # The same for every mentee: made once.
+    intro, lifted = t.SECTIONS["correction_intro"].substitute(), t.SECTIONS["reprobation_lifted"].substitute()
+    subject = t.SUBJECTS["revert_correction"].substitute()
     for mentee_id, name, email in _people(session, Mentee, mentee_ids):
-        sections = [t.SECTIONS["correction_intro"].substitute()]
-        mine = _by_time(of_mentee["resets"][mentee_id])
+        sections = [intro]
+        mine = _by_time(of_mentee["resets"].get(mentee_id, ()))
         if mine:
-            sections.append(
-                t.SECTIONS["correction_absences"].substitute(list=_listing([s.with_mentor() for s in mine]))
-            )
-        warned = _by_time(of_mentee["warned"][mentee_id])
+            sections.append(t.SECTIONS["correction_absences"].substitute(list=_listing([s.with_mentor for s in mine])))
+        warned = _by_time(of_mentee["warned"].get(mentee_id, ()))
         if warned:
             sections.append(
-                t.SECTIONS["correction_warnings"].substitute(list=_listing([s.with_mentor() for s in warned]))
+                t.SECTIONS["correction_warnings"].substitute(list=_listing([s.with_mentor for s in warned]))
             )
         if mentee_id in reprobated_anew:
             cause = slots[reprobated_anew[mentee_id]]
@@ -552,16 +587,16 @@ def queue_revert_corrections(session: Session, op: Operation, reset_booking_ids:
                     when=cause.when, mentor=_one_line(cause.mentor), marked_by=cause.marked_by_text
                 )
             )
-            cancelled = _by_time(of_mentee["cancelled"][mentee_id])
+            cancelled = _by_time(of_mentee["cancelled"].get(mentee_id, ()))
             if cancelled:
-                lines = _listing([s.with_mentor() for s in cancelled])
+                lines = _listing([s.with_mentor for s in cancelled])
                 sections.append(t.SECTIONS["sessions_cancelled"].substitute(list=lines))
         elif mentee_id in lifted_mentees:
-            sections.append(t.SECTIONS["reprobation_lifted"].substitute())
-        back = _by_time(of_mentee["restored"][mentee_id])
+            sections.append(lifted)
+        back = _by_time(of_mentee["restored"].get(mentee_id, ()))
         if back:
-            sections.append(t.SECTIONS["sessions_restored"].substitute(list=_listing([s.with_mentor() for s in back])))
-        lost = [(s, _conflict_reason(s, op.now)) for s in of_mentee["not_restored"][mentee_id]]
+            sections.append(t.SECTIONS["sessions_restored"].substitute(list=_listing([s.with_mentor for s in back])))
+        lost = [(s, _conflict_reason(s, op.now)) for s in of_mentee["not_restored"].get(mentee_id, ())]
         if lost:
             sections.append(_not_restored_section(lost))
         if standing.get(mentee_id):
@@ -574,7 +609,7 @@ def queue_revert_corrections(session: Session, op: Operation, reset_booking_ids:
                 name=name,
                 email=email,
                 mentee_id=mentee_id,
-                subject=t.SUBJECTS["revert_correction"].substitute(),
+                subject=subject,
                 body=_body(name, sections, t.CLOSING_MENTEE),
                 dedup_key=f"revert:{op.id}:mentee:{mentee_id}",
             )
@@ -587,7 +622,7 @@ def queue_revert_corrections(session: Session, op: Operation, reset_booking_ids:
     for mentor_id, name, email in _people(session, Mentor, sorted(by_mentor)):
         sessions = _by_time(by_mentor[mentor_id])
         count = _count(len(sessions), "session")
-        section = t.SECTIONS["pending_after_revert"].substitute(list=_listing([s.with_mentee() for s in sessions]))
+        section = t.SECTIONS["pending_after_revert"].substitute(list=_listing([s.with_mentee for s in sessions]))
         rows.append(
             _new_message(
                 op_id=op.id,
@@ -601,8 +636,7 @@ def queue_revert_corrections(session: Session, op: Operation, reset_booking_ids:
                 dedup_key=f"revert:{op.id}:mentor:{mentor_id}",
             )
         )
-    if rows:
-        session.execute(sa.insert(Notification), rows)
+    _insert_messages(session, rows)
     return RevertNotices(mentee_count, len(rows) - mentee_count, len(replaced))
 
 
@@ -621,8 +655,8 @@ def _people(
 ) -> list[tuple[int, str, str | None]]:
     people: list[tuple[int, str, str | None]] = []
     for chunk in _chunks(ids):
-        people += session.execute(
-            sa.select(model.id, model.name, model.email).where(model.id.in_(chunk)).order_by(model.id)
+        people += _rows(
+            session, sa.select(model.id, model.name, model.email).where(model.id.in_(chunk)).order_by(model.id)
         )
     return people
 
@@ -633,18 +667,20 @@ def _still_standing(session: Session, mentee_ids: Sequence[int]) -> dict[int, li
     for chunk in _chunks(mentee_ids):
         causes += [
             (m, b, "still_reprobation")
-            for m, b in session.execute(
+            for m, b in _rows(
+                session,
                 sa.select(Reprobation.mentee_id, Reprobation.booking_id).where(
                     Reprobation.mentee_id.in_(chunk), Reprobation.lifted_at.is_(None)
-                )
+                ),
             )
         ]
         causes += [
             (m, b, "still_warning")
-            for m, b in session.execute(
+            for m, b in _rows(
+                session,
                 sa.select(Warning.mentee_id, Warning.booking_id).where(
                     Warning.mentee_id.in_(chunk), Warning.revoked_at.is_(None)
-                )
+                ),
             )
         ]
     slots = _slots(session, [b for _, b, _ in causes])

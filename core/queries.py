@@ -16,8 +16,24 @@ from core.errors import InvalidInput, NotFound
 from core.models import PERSON_KINDS, ActorKind, Booking, BookingStatus, Mentee, Mentor, User
 
 WEEK_STARTS_ON = 0  # Monday (ISO weeks), in UTC
-# A booking with its mentor's name, the mentor's username (None when the mentor has no user) and the mentee's name.
-_RowsQuery = sa.Select[Booking, str, str, str]
+# The columns of a BookingRow: a booking's, its mentor's name, the mentor's username (None when the mentor has no
+# user) and the mentee's name. Columns, not Booking objects: a page lists hundreds and needs no object.
+_RowsQuery = sa.Select[
+    int,
+    int,
+    int,
+    datetime,
+    datetime,
+    BookingStatus,
+    bool | None,
+    ActorKind | None,
+    str | None,
+    datetime | None,
+    datetime | None,
+    str,
+    str | None,
+    str,
+]
 
 
 @dataclass(frozen=True)
@@ -70,7 +86,22 @@ def _check_now(now: datetime) -> None:
 def _rows_query() -> _RowsQuery:
     # A mentor user is unique per mentor, so the outer join adds at most one row per booking.
     return (
-        sa.select(Booking, Mentor.name, User.username, Mentee.name)
+        sa.select(
+            Booking.id,
+            Booking.mentor_id,
+            Booking.mentee_id,
+            Booking.start_time,
+            Booking.end_time,
+            Booking.status,
+            Booking.attended,
+            Booking.attendance_marked_by,
+            Booking.attendance_marked_by_name,
+            Booking.attendance_marked_at,
+            Booking.attendance_reverted_at,
+            Mentor.name,
+            User.username,
+            Mentee.name,
+        )
         .join(Mentor, Mentor.id == Booking.mentor_id)
         .outerjoin(User, User.mentor_id == Booking.mentor_id)
         .join(Mentee, Mentee.id == Booking.mentee_id)
@@ -88,25 +119,40 @@ def _pending_where(now: datetime) -> tuple[sa.ColumnElement[bool], ...]:
 
 def _rows(session: Session, query: _RowsQuery, now: datetime) -> list[BookingRow]:
     rows: list[BookingRow] = []
-    for booking, mentor_name, username, mentee_name in session.execute(query):
-        pending = booking.status is BookingStatus.SCHEDULED and booking.attended is None and booking.end_time <= now
+    for (
+        booking_id,
+        mentor_id,
+        mentee_id,
+        start_time,
+        end_time,
+        status,
+        attended,
+        marked_by,
+        marked_by_name,
+        marked_at,
+        reverted_at,
+        mentor_name,
+        username,
+        mentee_name,
+    ) in session.execute(query):
+        pending = status is BookingStatus.SCHEDULED and attended is None and end_time <= now
         rows.append(
             BookingRow(
-                booking_id=booking.id,
-                mentor_id=booking.mentor_id,
+                booking_id=booking_id,
+                mentor_id=mentor_id,
                 mentor_name=mentor_name,
                 mentor=username or mentor_name,
-                mentee_id=booking.mentee_id,
+                mentee_id=mentee_id,
                 mentee=mentee_name,
-                start_time=booking.start_time,
-                end_time=booking.end_time,
-                status=booking.status,
-                attended=booking.attended,
-                attendance_marked_by=booking.attendance_marked_by,
-                attendance_marked_by_name=booking.attendance_marked_by_name,
-                attendance_marked_at=booking.attendance_marked_at,
-                reverted=booking.attendance_reverted_at is not None,
-                pending_hours=round((now - booking.end_time).total_seconds() / 3600, 1) if pending else None,
+                start_time=start_time,
+                end_time=end_time,
+                status=status,
+                attended=attended,
+                attendance_marked_by=marked_by,
+                attendance_marked_by_name=marked_by_name,
+                attendance_marked_at=marked_at,
+                reverted=reverted_at is not None,
+                pending_hours=round((now - end_time).total_seconds() / 3600, 1) if pending else None,
             )
         )
     return rows

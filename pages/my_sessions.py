@@ -89,11 +89,16 @@ if not pending:
 else:
     if summary.pending_count > len(pending):
         st.caption(f"The oldest {len(pending)} of {summary.pending_count}.")
-    table = ui.frame(pending, {"mentee": "Mentee"})
-    table["Session"] = [ui.when(r.start_time) for r in pending]
-    table["Waiting"] = [ui.age(now - r.end_time) for r in pending]
-    table["Reverted"] = [r.reverted for r in pending]
-    table["Booking"] = [r.booking_id for r in pending]
+    table = ui.frame_of(
+        pending,
+        {
+            "Mentee": lambda r: r.mentee,
+            "Session": lambda r: ui.when(r.start_time),
+            "Waiting": lambda r: ui.age(now - r.end_time),
+            "Reverted": lambda r: r.reverted,
+            "Booking": lambda r: r.booking_id,
+        },
+    )
     pending_key = state.versioned(state.MENTOR_PENDING_TABLE, version)
     ui.table(
         table,
@@ -159,15 +164,21 @@ st.subheader("Recently marked")
 if not marked:
     st.info("You have not marked any session yet.")
 else:
-    table = ui.frame(marked, {"mentee": "Mentee"})
-    table["Session"] = [ui.when(r.start_time) for r in marked]
-    table["Mark"] = ["attended" if r.attended else "no-show" for r in marked]
-    table["Marked by"] = [
-        f"{r.attendance_marked_by.value} {r.attendance_marked_by_name or ''}".strip() if r.attendance_marked_by else ""
-        for r in marked
-    ]
-    table["Marked at"] = [ui.when(r.attendance_marked_at) for r in marked]
-    table["Booking"] = [r.booking_id for r in marked]
+    table = ui.frame_of(
+        marked,
+        {
+            "Mentee": lambda r: r.mentee,
+            "Session": lambda r: ui.when(r.start_time),
+            "Mark": lambda r: "attended" if r.attended else "no-show",
+            "Marked by": lambda r: (
+                f"{r.attendance_marked_by.value} {r.attendance_marked_by_name or ''}".strip()
+                if r.attendance_marked_by
+                else ""
+            ),
+            "Marked at": lambda r: ui.when(r.attendance_marked_at),
+            "Booking": lambda r: r.booking_id,
+        },
+    )
     marked_key = state.versioned(state.MENTOR_MARKED_TABLE, version)
     ui.table(table, key=marked_key, selectable=True)
     chosen_at = ui.selected_row(marked_key)
@@ -188,8 +199,13 @@ st.subheader("Upcoming")
 if not upcoming:
     st.info("No upcoming session.")
 else:
-    table = ui.frame(upcoming, {"mentee": "Mentee"})
-    table["Session"] = [ui.when(r.start_time) for r in upcoming]
-    table["Ends"] = [ui.when(r.end_time) for r in upcoming]
-    table["Booking"] = [r.booking_id for r in upcoming]
+    table = ui.frame_of(
+        upcoming,
+        {
+            "Mentee": lambda r: r.mentee,
+            "Session": lambda r: ui.when(r.start_time),
+            "Ends": lambda r: ui.when(r.end_time),
+            "Booking": lambda r: r.booking_id,
+        },
+    )
     ui.table(table)

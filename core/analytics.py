@@ -506,22 +506,29 @@ def _count_held(
             )
 
         tally = weekly_attendance_tallies if mentor_id is None and by != "mentor_id" else attendance_tallies
-        spans = [(tally, first_week, end_week)]
+        # (sign, tally, first week, end week) of the tallies read.
+        spans = [(+1, tally, first_week, end_week)]
         if mentor_id is None and by == "mentor_id":
-            # Every mentor, mentor by mentor: the whole four-week spans from their own tally, a row in four.
-            first_span, end_span = _four_weeks_at_or_after(first_week), _four_weeks_at_or_after(end_week - 3 * WEEK)
+            # Every mentor, mentor by mentor: whole four-week spans from their own tally, a row in four, and the
+            # weeks at the edges from the weekly one: those of a span inside the range, or the whole span less
+            # those outside it, whichever are fewer.
+            first_span = _four_weeks_at_or_after(first_week - 3 * WEEK)
+            end_span = _four_weeks_at_or_after(end_week - 3 * WEEK)
+            if first_span < first_week and (first_week - first_span) * 2 > 4 * WEEK:
+                first_span += 4 * WEEK
+            if end_span < end_week and (end_week - end_span) * 2 > 4 * WEEK:
+                end_span += 4 * WEEK
             if first_span < end_span:
                 spans = [
-                    (attendance_tallies, first_week, first_span),
-                    (four_week_attendance_tallies, first_span, end_span),
-                    (attendance_tallies, end_span, end_week),
+                    (+1, four_week_attendance_tallies, first_span, end_span),
+                    *_signed_weeks(first_week, first_span),
+                    *_signed_weeks(end_span, end_week),
                 ]
-        for table, start_week, end_of_span in spans:
+        for sign, table, start_week, end_of_span in spans:
             if start_week < end_of_span:
                 group = [] if by is None else [table.c[by].label("key")]
-                part = sa.select(*group, *(sa.func.sum(table.c[name]).label(name) for name in names)).where(
-                    table.c.week >= start_week, table.c.week < end_of_span
-                )
+                signed = [(sign * sa.func.sum(table.c[name])).label(name) for name in names]
+                part = sa.select(*group, *signed).where(table.c.week >= start_week, table.c.week < end_of_span)
                 if mentor_id is not None:
                     part = part.where(table.c.mentor_id == mentor_id)
                 parts.append(part.group_by(*group))
@@ -559,6 +566,14 @@ def _count_held(
         values = row[1:] if by else row
         counts[_key(row[0]) if by else None] = _Counts({n: int(v or 0) for n, v in zip(names, values, strict=True)})
     return counts
+
+
+def _signed_weeks(start: date, end: date) -> list[tuple[int, sa.Table, date, date]]:
+    """The per-mentor weekly tally of the weeks between Mondays `start` and `end`: added when `start` comes
+    first (weeks inside the range beyond a span), else taken away (weeks of a span outside the range)."""
+    if start < end:
+        return [(+1, attendance_tallies, start, end)]
+    return [(-1, attendance_tallies, end, start)] if end < start else []
 
 
 def _conditions(g: sa.Subquery, names: Sequence[str]) -> list[sa.ColumnElement[bool]]:

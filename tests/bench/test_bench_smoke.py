@@ -83,3 +83,15 @@ def test_the_generated_history_is_what_the_policy_would_have_written(
         # Discipline is attributed to the mentor who marked its cause, or to the legacy command.
         kinds = set(s.scalars(sa.select(Warning.issued_by).distinct()))
         assert kinds <= {ActorKind.MENTOR, ActorKind.SYSTEM}
+
+
+def test_the_ratio_to_pandas_is_judged_from_a_million_bookings_on():
+    from bench.run import Measurement, Target
+
+    quick = Measurement("analytics: x", Target(150, min_ratio=20), samples=[10.0] * 20, baseline_ms=50.0, agrees=True)
+    assert not quick.met  # 5x at a million bookings is a miss
+    assert "only 5.0x faster than pandas" in quick.why_missed()
+    quick.judge_ratio = False  # a smaller history: reported, not judged
+    assert quick.met
+    quick.agrees = False  # but the same figure is always required
+    assert not quick.met

@@ -231,6 +231,32 @@ class _Dialect:
             )
         return " ".join(statements)
 
+    def count_by_update(self, r: str, sign: int, time_bin: str, *, not_found: str) -> str:
+        """Statements that add (sign 1) or take away (sign -1) the row `r` in every tally, for a trigger body that
+        has checked that `r` is scheduled and put its bin in the variable `time_bin`. Each row is updated in place
+        and inserted only when missing (`not_found`: how the dialect asks), which costs a fifth of an upsert that
+        tries the insert first."""
+        names = _count_names()
+        statements = []
+        for table, (keys, span) in TALLIES.items():
+            values = self.key_values(r, keys, span)
+            contributions = _counts(r, time_bin, sign)
+            statements.append(
+                f"UPDATE {table} SET last_end = GREATEST(last_end, {r}.end_time), "
+                + ", ".join(f"{n} = {n} + {c}" for n, c in zip(names, contributions, strict=True))
+                + " WHERE "
+                + " AND ".join(f"{k} = {v}" for k, v in zip(keys, values, strict=True))
+                + ";"
+            )
+            if sign > 0:
+                statements.append(
+                    f"IF {not_found} THEN INSERT INTO {table} ({', '.join(keys)}, last_end, {', '.join(names)}) "
+                    f"VALUES ({', '.join(values)}, {r}.end_time, {', '.join(contributions)}) "
+                    + self.on_conflict(table, keys)
+                    + "; END IF;"
+                )
+        return " ".join(statements)
+
 
 class _SQLite(_Dialect):
     @staticmethod
@@ -292,9 +318,14 @@ class _PostgreSQL(_Dialect):
     def triggers(self) -> list[str]:
         watched = "status, attended, attendance_marked_by, attendance_marked_at, mentor_id, start_time, end_time"
         return [
-            "CREATE FUNCTION attendance_tally() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            f"IF TG_OP IN ('UPDATE', 'DELETE') THEN {self.count('OLD', -1)} END IF; "
-            f"IF TG_OP IN ('INSERT', 'UPDATE') THEN {self.count('NEW', 1)} END IF; "
+            "CREATE FUNCTION attendance_tally() RETURNS trigger LANGUAGE plpgsql AS $$ "
+            "DECLARE booking_bin integer; BEGIN "
+            "IF TG_OP IN ('UPDATE', 'DELETE') AND OLD.status = 'scheduled' THEN "
+            f"booking_bin := {_time_bin('OLD', self.hours)}; "
+            f"{self.count_by_update('OLD', -1, 'booking_bin', not_found='NOT FOUND')} END IF; "
+            "IF TG_OP IN ('INSERT', 'UPDATE') AND NEW.status = 'scheduled' THEN "
+            f"booking_bin := {_time_bin('NEW', self.hours)}; "
+            f"{self.count_by_update('NEW', 1, 'booking_bin', not_found='NOT FOUND')} END IF; "
             "RETURN NULL; END $$",
             f"CREATE TRIGGER attendance_tally AFTER INSERT OR DELETE OR UPDATE OF {watched} ON bookings "
             "FOR EACH ROW EXECUTE FUNCTION attendance_tally()",
@@ -324,11 +355,20 @@ class _MariaDB(_Dialect):
         # MariaDB has no UPDATE OF: the update trigger compares the watched columns itself (<=> is NULL-safe).
         watched = ("status", "attended", "attendance_marked_by", "attendance_marked_at", "mentor_id", "start_time")
         changed = " OR ".join(f"NOT (OLD.{c} <=> NEW.{c})" for c in (*watched, "end_time"))
+        add = (
+            f"IF NEW.status = 'scheduled' THEN SET booking_bin = {_time_bin('NEW', self.hours, inline=True)}; "
+            f"{self.count_by_update('NEW', 1, 'booking_bin', not_found='ROW_COUNT() = 0')} END IF;"
+        )
+        remove = (
+            f"IF OLD.status = 'scheduled' THEN SET booking_bin = {_time_bin('OLD', self.hours, inline=True)}; "
+            f"{self.count_by_update('OLD', -1, 'booking_bin', not_found='ROW_COUNT() = 0')} END IF;"
+        )
+        declare = "DECLARE booking_bin INT DEFAULT NULL;"
         return [
-            f"CREATE TRIGGER attendance_tally_insert AFTER INSERT ON bookings FOR EACH ROW BEGIN {self.count('NEW', 1)} END",
+            f"CREATE TRIGGER attendance_tally_insert AFTER INSERT ON bookings FOR EACH ROW BEGIN {declare} {add} END",
             "CREATE TRIGGER attendance_tally_update AFTER UPDATE ON bookings FOR EACH ROW BEGIN "
-            f"IF {changed} THEN {self.count('OLD', -1)} {self.count('NEW', 1)} END IF; END",
-            f"CREATE TRIGGER attendance_tally_delete AFTER DELETE ON bookings FOR EACH ROW BEGIN {self.count('OLD', -1)} END",
+            f"{declare} IF {changed} THEN {remove} {add} END IF; END",
+            f"CREATE TRIGGER attendance_tally_delete AFTER DELETE ON bookings FOR EACH ROW BEGIN {declare} {remove} END",
         ]
 
 

@@ -1,7 +1,9 @@
 """Analytics: the real no-show rates, what the automated marks claimed, and the backlog of pending sessions.
 
-Every figure is computed by the database (GROUP BY and conditional aggregates in one pass); Python only
-receives the aggregated rows. Every figure is taken over one `Scope`:
+Every figure is computed by the database; Python only receives aggregated rows. The counts of held sessions come
+from the attendance tallies (per mentor and week, per week, per mentor and four weeks: see core/models.py),
+which triggers keep in step with every booking written, and from the bookings only for the partial weeks at the
+edges of a range and the sessions not ended yet (`_count_held`). Every figure is taken over one `Scope`:
 
 - the **held sessions** in scope: bookings whose `start_time` is in `[since, until)` (of the one mentor, when
   the scope names one), whose status is `scheduled` (cancelled sessions are left out everywhere) and whose
@@ -9,7 +11,8 @@ receives the aggregated rows. Every figure is taken over one `Scope`:
 - a held session is **pending** when `attended` is NULL, **marked** otherwise;
 - a mark is **by a person** when `attendance_marked_by` is `Mentor` or `Admin`; a mark stamped `System` or
   carrying no attribution is **automated** (the legacy job's, certain or suspected);
-- **time to mark**: hours from the session's `end_time` to `attendance_marked_at`, over marks by a person.
+- **time to mark**: hours from the session's `end_time` to `attendance_marked_at`, over marks by a person,
+  counted in bins (HOURS_TO_MARK_EDGES); its medians are estimated from them (`estimate_median_hours`).
 
 Rates are fractions in [0, 1], or None where nothing was marked.
 """
@@ -324,7 +327,6 @@ _ATTENDED = Booking.attended.is_(True)
 _BY_PERSON = Booking.attendance_marked_by.in_(PERSON_KINDS)
 _BY_SYSTEM = Booking.attendance_marked_by == ActorKind.SYSTEM
 _UNATTRIBUTED = Booking.attendance_marked_by.is_(None)
-_AUTOMATED = sa.or_(_BY_SYSTEM, _UNATTRIBUTED)
 
 
 def _held(since: datetime, until: datetime, mentor_id: int | None, now: datetime) -> list[sa.ColumnElement[bool]]:
@@ -374,7 +376,7 @@ def _ordering(
 # Counts per mentor and week: the tallies where they answer, the bookings elsewhere
 
 
-_COUNTS = ATTENDANCE_COUNTS + TIME_TO_MARK_BINS
+# The bins (of TIME_TO_MARK_BINS) in each bucket of the chart (TIME_TO_MARK_BUCKETS).
 _BIN_OF_BUCKET = tuple(
     tuple(
         i
@@ -386,12 +388,6 @@ _BIN_OF_BUCKET = tuple(
 )
 # Every bucket of the chart is a union of whole bins, each bin in exactly one bucket.
 assert sorted(i for bins in _BIN_OF_BUCKET for i in bins) == list(range(len(TIME_TO_MARK_BINS)))
-
-
-def _monday_at_or_after(moment: datetime) -> date:
-    day = moment.astimezone(UTC)
-    monday = _monday(day.date())
-    return monday if day == datetime.combine(monday, time(), tzinfo=UTC) else monday + timedelta(days=7)
 
 
 def _four_weeks_at_or_after(monday: date) -> date:

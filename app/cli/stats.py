@@ -103,7 +103,8 @@ def _text(analytics: Analytics, mentor: str | None) -> str:
             f"{current.system_no_shows} System and {current.unattributed_no_shows} unattributed absences counted; "
             f"previous {_pct(previous.automated_no_show_rate)})",
             f"Pending               {current.pending:>6}  (previous {previous.pending})",
-            f"Median time to mark   {_hours(analytics.time_to_mark.median_hours):>6}",
+            f"Median time to mark   {_hours(analytics.time_to_mark.median_hours):>6}  (estimated from the marks by "
+            "time bin, as are the mentors' medians below)",
             "",
             "Backlog by age:  " + ", ".join(f"{label} {n}" for label, n in analytics.backlog.by_age.items()),
             "Time to mark:    " + ", ".join(f"{label} {n}" for label, n in analytics.time_to_mark.by_bucket.items()),

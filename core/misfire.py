@@ -57,17 +57,9 @@ class AbsenceRow:
 
 
 @dataclass(frozen=True)
-class WarningRow:
-    id: int
-    mentee_id: int
-    booking_id: int  # the absence that caused it
-    issued_at: datetime
-    issued_by: ActorKind | None
-    issued_by_name: str | None
+class IssuedRow:
+    """A warning or a reprobation in the report: whom it concerns, the absence that caused it, who issued it."""
 
-
-@dataclass(frozen=True)
-class ReprobationRow:
     id: int
     mentee_id: int
     booking_id: int  # the absence that caused it
@@ -120,8 +112,8 @@ class MisfireReport:
     until: datetime | None
     include_unattributed: bool
     absences: AbsenceSummary
-    warnings: tuple[WarningRow, ...]
-    reprobations: tuple[ReprobationRow, ...]
+    warnings: tuple[IssuedRow, ...]
+    reprobations: tuple[IssuedRow, ...]
     cancelled_bookings: tuple[CancelledBookingRow, ...]
     mentees: tuple[MenteeDamage, ...]
 
@@ -278,7 +270,7 @@ def report_misfire(
     absences = [AbsenceRow(*row[:-1]) for row in absence_rows]
     names = {row.mentee_id: row.name for row in absence_rows}
     warnings = [
-        WarningRow(*row)
+        IssuedRow(*row)
         for row in db.execute(
             sa.select(
                 Warning.id,
@@ -302,7 +294,7 @@ def report_misfire(
         _not_person_issued(Reprobation.issued_by),
     ]
     reprobations = [
-        ReprobationRow(*row)
+        IssuedRow(*row)
         for row in db.execute(
             sa.select(
                 Reprobation.id,

@@ -12,7 +12,7 @@ from app import state, ui
 from core import audit_views as views
 from core.audit import Actor
 from core.errors import DomainError
-from core.misfire import MisfireReport, RevertResult, report_misfire, revert_misfire
+from core.misfire import IssuedRow, MisfireReport, RevertResult, report_misfire, revert_misfire
 from core.models import ActorKind, Role
 
 DRY_RUN_REASON = "dry run"  # never written: a dry run writes nothing
@@ -153,6 +153,22 @@ def show_plan(plan: RevertResult) -> None:
     def named(rows: list[dict[str, Any]]) -> Any:
         return ui.frame(rows) if rows else None
 
+    def issued(label: str, ids: list[int], found: dict[int, IssuedRow]) -> Any:
+        """The warnings or reprobations `ids`, as rows of a table whose first column is `label`."""
+        return named(
+            [
+                {
+                    label: i,
+                    "Mentee": mentee_names.get(found[i].mentee_id, ""),
+                    "Absence (booking)": found[i].booking_id,
+                    "Issued by": attribution(found[i].issued_by),
+                    "Issued at": found[i].issued_at,
+                }
+                for i in ids
+                if i in found
+            ]
+        )
+
     sections: list[tuple[str, Any]] = [
         (
             f"Absences to reset to pending ({len(plan.absences_reset)})",
@@ -174,35 +190,11 @@ def show_plan(plan: RevertResult) -> None:
         ),
         (
             f"Warnings to revoke ({len(plan.warnings_revoked)})",
-            named(
-                [
-                    {
-                        "Warning": w,
-                        "Mentee": mentee_names.get(warnings[w].mentee_id, ""),
-                        "Absence (booking)": warnings[w].booking_id,
-                        "Issued by": attribution(warnings[w].issued_by),
-                        "Issued at": warnings[w].issued_at,
-                    }
-                    for w in plan.warnings_revoked
-                    if w in warnings
-                ]
-            ),
+            issued("Warning", list(plan.warnings_revoked), warnings),
         ),
         (
             f"Reprobations to lift ({len(plan.reprobations_lifted)})",
-            named(
-                [
-                    {
-                        "Reprobation": r,
-                        "Mentee": mentee_names.get(reprobations[r].mentee_id, ""),
-                        "Absence (booking)": reprobations[r].booking_id,
-                        "Issued by": attribution(reprobations[r].issued_by),
-                        "Issued at": reprobations[r].issued_at,
-                    }
-                    for r in plan.reprobations_lifted
-                    if r in reprobations
-                ]
-            ),
+            issued("Reprobation", list(plan.reprobations_lifted), reprobations),
         ),
         (
             f"Sessions to restore ({len(plan.bookings_restored)})",

@@ -83,6 +83,11 @@ def test_the_revert_goes_from_dry_run_to_result_with_its_operation_id(world, app
         "**Reprobations to lift (2)**",
         "**Sessions to restore (4)**",
     ]
+    tables = {df.value.columns[0]: df.value for df in at.dataframe}
+    for label in ("Warning", "Reprobation"):
+        assert list(tables[label].columns) == [label, "Mentee", "Absence (booking)", "Issued by", "Issued at"]
+        assert len(tables[label]) == 2
+        assert set(tables[label]["Issued by"]) == {"System"}
     with world.factory() as s:  # the dry run wrote nothing
         assert s.scalar(sa.select(sa.func.count()).select_from(AuditEntry)) == 0
 

@@ -217,20 +217,6 @@ class _Dialect:
         start = week if span == 1 else self.four_weeks(week)
         return [f"{r}.mentor_id" if key == "mentor_id" else start for key in keys]
 
-    def count(self, r: str, sign: int) -> str:
-        """Statements that add (sign 1) or take away (sign -1) the row `r` in every tally, if it is scheduled."""
-        statements = []
-        for table, (keys, span) in TALLIES.items():
-            values = self.key_values(r, keys, span)
-            statements.append(
-                f"INSERT INTO {table} ({', '.join(keys)}, last_end, {', '.join(_count_names())}) "
-                f"SELECT {', '.join(values)}, {r}.end_time, {', '.join(_counts(r, 'placed.time_bin', sign))} "
-                f"FROM (SELECT {_time_bin(r, self.hours)} AS time_bin) placed WHERE {r}.status = 'scheduled' "
-                + self.on_conflict(table, keys)
-                + ";"
-            )
-        return " ".join(statements)
-
     def count_by_update(self, r: str, sign: int, time_bin: str, *, not_found: str) -> str:
         """Statements that add (sign 1) or take away (sign -1) the row `r` in every tally, for a trigger body that
         has checked that `r` is scheduled and put its bin in the variable `time_bin`. Each row is updated in place
@@ -279,6 +265,21 @@ class _SQLite(_Dialect):
             f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET last_end = max(last_end, excluded.last_end), "
             + _assignments("{name} = {name} + excluded.{name}")
         )
+
+    def count(self, r: str, sign: int) -> str:
+        """Statements that add (sign 1) or take away (sign -1) the row `r` in every tally, if it is scheduled:
+        upserts, each with its own WHERE, since SQLite's trigger bodies have no IF and no variables."""
+        statements = []
+        for table, (keys, span) in TALLIES.items():
+            values = self.key_values(r, keys, span)
+            statements.append(
+                f"INSERT INTO {table} ({', '.join(keys)}, last_end, {', '.join(_count_names())}) "
+                f"SELECT {', '.join(values)}, {r}.end_time, {', '.join(_counts(r, 'placed.time_bin', sign))} "
+                f"FROM (SELECT {_time_bin(r, self.hours)} AS time_bin) placed WHERE {r}.status = 'scheduled' "
+                + self.on_conflict(table, keys)
+                + ";"
+            )
+        return " ".join(statements)
 
     def triggers(self) -> list[str]:
         # Trigger bodies have no IF: each statement's WHERE counts only a scheduled row.
